@@ -1,0 +1,1 @@
+"""Pure formulas: parameters, bytes, FLOPs and seconds. No I/O, no solver."""

@@ -1,0 +1,114 @@
+"""Read YAML and JSON while remembering the line of every field, for error messages."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from planner.errors import InputError
+
+FieldPath = tuple[str | int, ...]
+
+
+class Located:
+    """Parsed data plus the 1-based line and column of every field path."""
+
+    def __init__(self, data: Any, marks: dict[FieldPath, tuple[int, int]], file: str) -> None:
+        self.data = data
+        self.marks = marks
+        self.file = file
+
+    def where(self, path: FieldPath) -> tuple[int | None, int | None]:
+        """Line and column of `path`, or of its nearest located parent."""
+        probe = tuple(path)
+        while probe:
+            if probe in self.marks:
+                return self.marks[probe]
+            probe = probe[:-1]
+        return self.marks.get((), (None, None))
+
+    def error(self, path: FieldPath, message: str, suggestion: str | None = None) -> InputError:
+        """An InputError pointing at `path` in this file."""
+        line, column = self.where(path)
+        field = ".".join(str(p) for p in path) or None
+        return InputError(message, file=self.file, line=line, column=column, field=field, suggestion=suggestion)
+
+
+def _construct(node: yaml.Node, path: FieldPath, marks: dict, file: str) -> Any:
+    marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+    if isinstance(node, yaml.MappingNode):
+        out: dict[str, Any] = {}
+        for key_node, value_node in node.value:
+            key = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else str(_scalar(key_node))
+            if key in out:
+                line = key_node.start_mark.line + 1
+                raise InputError(f"duplicate key '{key}'", file=file, line=line, field=".".join(map(str, path + (key,))))
+            marks[path + (key,)] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+            out[key] = _construct(value_node, path + (key,), marks, file)
+            marks[path + (key,)] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+        return out
+    if isinstance(node, yaml.SequenceNode):
+        return [_construct(item, path + (i,), marks, file) for i, item in enumerate(node.value)]
+    return _scalar(node)
+
+
+_SCALARS = yaml.SafeLoader("")
+
+
+def _scalar(node: yaml.Node) -> Any:
+    return _SCALARS.construct_object(node, deep=True)
+
+
+def parse_yaml_text(text: str, file: str) -> Located:
+    """Parse YAML text, keeping line numbers; syntax errors become InputError with the line."""
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise InputError(
+            f"not valid YAML: {problem}",
+            file=file,
+            line=mark.line + 1 if mark else None,
+            column=mark.column + 1 if mark else None,
+        ) from None
+    marks: dict[FieldPath, tuple[int, int]] = {}
+    if node is None:
+        raise InputError("the file is empty", file=file)
+    return Located(_construct(node, (), marks, file), marks, file)
+
+
+def _json_marks(text: str) -> dict[FieldPath, tuple[int, int]]:
+    """Lines of top-level and nested JSON keys, found by scanning for `"key":` (good enough for errors)."""
+    marks: dict[FieldPath, tuple[int, int]] = {}
+    for number, line in enumerate(text.splitlines(), start=1):
+        stripped = line.lstrip()
+        if stripped.startswith('"') and '":' in stripped:
+            key = stripped[1 : stripped.index('":')]
+            marks.setdefault((key,), (number, len(line) - len(stripped) + 1))
+    marks[()] = (1, 1)
+    return marks
+
+
+def parse_json_text(text: str, file: str) -> Located:
+    """Parse JSON text; syntax errors become InputError with the line and column."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"not valid JSON: {exc.msg}", file=file, line=exc.lineno, column=exc.colno) from None
+    return Located(data, _json_marks(text), file)
+
+
+def read_text(path: Path) -> str:
+    """Read a UTF-8 file, turning OS errors into InputError."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise InputError("no such file", file=str(path)) from None
+    except IsADirectoryError:
+        raise InputError("expected a file, found a directory", file=str(path)) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"cannot read: {exc}", file=str(path)) from None

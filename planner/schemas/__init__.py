@@ -1,0 +1,1 @@
+"""Validated, frozen pydantic models. No I/O and no solver here."""
