@@ -25,7 +25,8 @@ class _Frozen(BaseModel):
 class TensorRule(_Frozen):
     """A per-tensor exception inside a mixed format (llama.cpp's Q4_K_M and friends)."""
 
-    tensor: TensorKind = Field(description="Which tensors the rule applies to.")
+    tensor: TensorKind | None = Field(None, description="Which tensors the rule applies to (any when unset).")
+    component: Component | None = Field(None, description="Which component the rule applies to (any when unset).")
     format: str = Field(description="Format id those tensors are stored in.")
     layers: str = Field(
         "all",
