@@ -62,6 +62,7 @@ def _integer_format(name: str) -> PrecisionFormat | None:
         group_size=group,
         scale_bits=16 if group else 0,
         zero_bits=bits if (asym and group) else 0,
+        keep_16bit=("embedding", "lm_head"),
     )
 
 

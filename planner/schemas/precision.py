@@ -66,6 +66,9 @@ class PrecisionFormat(_Frozen):
         False, description="As a KV dtype, one scale and zero per token and head (group = head_dim)."
     )
     aliases: tuple[str, ...] = Field((), description="Other names accepted for this format.")
+    keep_16bit: tuple[Component, ...] = Field(
+        (), description="Components real checkpoints of this format leave in 16 bits unless overridden."
+    )
 
     @model_validator(mode="after")
     def _check_layout(self) -> "PrecisionFormat":
@@ -115,10 +118,15 @@ class PrecisionMix(_Frozen):
         override = getattr(self, component, None) if component in (
             "embedding", "lm_head", "attention", "dense_mlp", "experts", "shared_experts"
         ) else None
-        return override or self.weights
+        if override is not None:
+            return override
+        if component in self.weights.keep_16bit and "bf16" in self.formats:
+            return self.formats["bf16"]
+        return self.weights
 
     def describe(self) -> dict[str, str]:
         """Format id per component, for reports."""
-        out = {c: self.for_component(c).id for c in COMPONENTS if c not in ("router", "norms")}
+        out = {"weights": self.weights.id}
+        out.update({c: self.for_component(c).id for c in COMPONENTS if c not in ("router", "norms")})
         out["kv_cache"] = self.kv_cache_dtype.id
         return out

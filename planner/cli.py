@@ -1,0 +1,140 @@
+"""The `plan` command line. The only module that prints, writes files and chooses exit codes."""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from planner.errors import InputError, PlannerError
+
+EXIT_OK, EXIT_INFEASIBLE, EXIT_BAD_INPUT = 0, 1, 2
+
+
+def _handle_errors(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn PlannerError into a one-line message and its exit code; never a traceback."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except PlannerError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(exc.exit_code)
+
+    return wrapper
+
+
+def _emit(data: Any, fmt: str, text: Callable[[Any], str]) -> None:
+    if fmt == "json":
+        click.echo(json.dumps(data, indent=2, sort_keys=False))
+    elif fmt == "yaml":
+        import yaml
+
+        click.echo(yaml.safe_dump(data, sort_keys=False, width=120).rstrip())
+    else:
+        click.echo(text(data))
+
+
+FORMAT_OPTION = click.option(
+    "--format", "fmt", type=click.Choice(["table", "json", "yaml"]), default="table", show_default=True,
+    help="Output format.",
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="planner")
+def main() -> None:
+    """Will this LLM fit on these machines, how should it be split, and how fast will it run?"""
+
+
+# ----------------------------------------------------------------------------- plan memory
+@main.command()
+@click.option("--model", "model_name", metavar="NAME|PATH", help="Catalog name, HF repo id, config.json or a folder with one.")
+@click.option("--params", metavar="SIZE", help="A bare parameter count (70B, 7.5e9) for the seed's quick estimate.")
+@click.option("--weights", default=None, metavar="FMT", help="Weight format (bf16, fp8, int8, int4, nf4, mxfp4, q4_k_m...). Default: the checkpoint's dtype.")
+@click.option("--kv-cache", "kv_cache", default=None, metavar="FMT", help="KV-cache dtype (fp16, bf16, fp8, int8, int4, q8_0, q4_0). Default: the checkpoint's dtype.")
+@click.option("--embedding", "embedding_fmt", metavar="FMT", help="Format override for the token embedding.")
+@click.option("--lm-head", "lm_head_fmt", metavar="FMT", help="Format override for the output head.")
+@click.option("--attention", "attention_fmt", metavar="FMT", help="Format override for attention projections.")
+@click.option("--dense-mlp", "dense_mlp_fmt", metavar="FMT", help="Format override for dense MLPs.")
+@click.option("--experts", "experts_fmt", metavar="FMT", help="Format override for routed experts.")
+@click.option("--shared-experts", "shared_experts_fmt", metavar="FMT", help="Format override for shared experts.")
+@click.option("--users", type=click.IntRange(min=1), default=1, show_default=True, help="Concurrent sequences.")
+@click.option("--context", type=click.IntRange(min=1), default=None, help="Tokens per sequence [default: 4096, capped at the model's maximum].")
+@click.option("--prefill-chunk", type=click.IntRange(min=1), default=2048, show_default=True, help="Tokens per forward pass (vLLM max_num_batched_tokens).")
+@click.option("--overhead", type=click.FloatRange(0, 1), default=None, help="The seed's overhead factor O on weights [default: 0.1; seed range 0.1-0.3].")
+@click.option("--runtime-reserve-gib", type=click.FloatRange(min=0), default=None, help="Fixed per-device runtime memory in GiB [default: 0.35].")
+@click.option("--mode", type=click.Choice(["serve", "train"]), default="serve", show_default=True)
+@click.option("--optimizer", type=click.Choice(["adamw", "adam", "adamw_8bit", "adafactor", "lion", "sgd_momentum", "sgd"]), default="adamw", show_default=True)
+@click.option("--zero-stage", type=click.IntRange(0, 3), default=0, show_default=True)
+@click.option("--micro-batch-size", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--sequence-length", type=click.IntRange(min=1), default=None, help="Training sequence length [default: --context].")
+@click.option("--recompute", type=click.Choice(["none", "selective", "full"]), default="none", show_default=True)
+@click.option("--sequence-parallel", is_flag=True, help="Megatron sequence parallelism (training).")
+@click.option("--offload-optimizer", is_flag=True, help="Optimizer states in CPU memory (ZeRO-Offload).")
+@click.option("--offload-params", is_flag=True, help="Parameters in CPU memory (ZeRO-3 only).")
+@click.option("--fp32-training", is_flag=True, help="Train in fp32 instead of mixed precision.")
+@click.option("--lora-rank", type=click.IntRange(min=1), default=None, help="Train LoRA adapters of this rank on a frozen base.")
+@click.option("--qlora", is_flag=True, help="QLoRA: frozen base in nf4 plus LoRA adapters (rank 16 unless --lora-rank).")
+@click.option("--estimator", type=click.Choice(["planner", "deepspeed"]), default="planner", show_default=True, help="Also show DeepSpeed's own model-state estimate (training).")
+@click.option("--largest-layer-params", metavar="SIZE", help="Largest layer's parameters for DeepSpeed's ZeRO-3 estimate.")
+@click.option("--tensor-parallel-size", "-tp", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--pipeline-parallel-size", "-pp", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--data-parallel-size", "-dp", type=click.IntRange(min=1), default=1, show_default=True)
+@FORMAT_OPTION
+@_handle_errors
+def memory(**opts: Any) -> None:
+    """Memory per device to serve or train a model."""
+    from planner.commands.memory import run_memory
+
+    report, text = run_memory(opts)
+    _emit(report, opts["fmt"], text)
+
+
+# ----------------------------------------------------------------------------- plan models
+@main.group()
+def models() -> None:
+    """The built-in model catalog."""
+
+
+@models.command("list")
+@click.option("--family", default=None, help="Only this family (llama3.1, qwen3, ...).")
+@FORMAT_OPTION
+@_handle_errors
+def models_list(family: str | None, fmt: str) -> None:
+    """List catalog models with exact parameter counts."""
+    from planner.commands.models import run_models_list
+
+    data, text = run_models_list(family)
+    _emit(data, fmt, text)
+
+
+@models.command("show")
+@click.argument("name")
+@FORMAT_OPTION
+@_handle_errors
+def models_show(name: str, fmt: str) -> None:
+    """Show one model: architecture, source and per-component parameters."""
+    from planner.commands.models import run_models_show
+
+    data, text = run_models_show(name)
+    _emit(data, fmt, text)
+
+
+# ----------------------------------------------------------------------------- plan formats
+@main.command("formats")
+@FORMAT_OPTION
+@_handle_errors
+def formats(fmt: str) -> None:
+    """List weight and KV-cache formats with their exact bits per weight."""
+    from planner.commands.formats import run_formats
+
+    data, text = run_formats()
+    _emit(data, fmt, text)
+
+
