@@ -79,7 +79,7 @@ def resolve_tensor_format(tensor: TensorCount, model: ModelSpec, mix: PrecisionM
     """The format id a tensor is stored in and its bits per weight."""
     chosen = mix.for_component(tensor.component)
     if not tensor.is_matrix or tensor.component == "router":
-        return f"{chosen.id}:unquantised", chosen.vector_bits
+        return f"unquantised-{chosen.vector_bits:g}bit", chosen.vector_bits
     fmt: PrecisionFormat = chosen
     if fmt.is_mix:
         target = next((r.format for r in fmt.rules if _rule_applies(r, tensor, model)), fmt.base)

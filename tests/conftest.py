@@ -1,0 +1,69 @@
+"""Factories for tiny models and access to the shared reference data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from planner.loaders.formats import build_precision_mix
+from planner.loaders.hf_config import build_model_spec, load_model_config
+from planner.schemas.model import ModelSpec
+
+ROOT = Path(__file__).resolve().parent.parent
+# ../shared/reference/ sits beside the checkout (the project's reference data).
+REFERENCE = ROOT.parent / "shared" / "reference"
+REFERENCE_CONFIGS = REFERENCE / "model-configs"
+
+
+def reference_model(name: str) -> ModelSpec:
+    """A model from ../shared/reference/model-configs/<name>.json."""
+    return load_model_config(REFERENCE_CONFIGS / f"{name}.json")
+
+
+def tiny_config(**overrides: Any) -> dict[str, Any]:
+    """A small Llama-style config.json dict; override any key."""
+    config = {
+        "model_type": "llama",
+        "hidden_size": 64,
+        "intermediate_size": 128,
+        "num_hidden_layers": 4,
+        "num_attention_heads": 4,
+        "num_key_value_heads": 2,
+        "vocab_size": 100,
+        "max_position_embeddings": 512,
+        "tie_word_embeddings": False,
+    }
+    config.update(overrides)
+    return config
+
+
+def tiny_model(**overrides: Any) -> ModelSpec:
+    """A small ModelSpec built through the config.json path."""
+    return build_model_spec(tiny_config(**overrides), name="tiny", source="tests")
+
+
+def mix(weights: str = "bf16", kv: str = "fp16", **overrides: str):
+    """A precision mix by format names."""
+    return build_precision_mix(weights, kv, **overrides)
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+@pytest.fixture
+def reference_dir() -> Path:
+    if not REFERENCE_CONFIGS.exists():
+        pytest.fail(f"reference data not found at {REFERENCE_CONFIGS}")
+    return REFERENCE_CONFIGS
+
+
+def write_config(tmp_path: Path, config: dict[str, Any], name: str = "config.json") -> Path:
+    path = tmp_path / name
+    path.write_text(json.dumps(config, indent=2))
+    return path
