@@ -41,6 +41,26 @@ def _check_parallelism(model: ModelSpec, par: Parallelism) -> None:
         raise InputError(f"{p} pipeline stages for {model.num_layers} layers", field="--pipeline-parallel-size")
 
 
+def _validation_error(exc: ValidationError) -> InputError:
+    first = exc.errors()[0]
+    field = ".".join(map(str, first["loc"])) or None
+    return InputError(first["msg"].removeprefix("Value error, "), field=f"--{field.replace('_', '-')}" if field else None)
+
+
+def _train_workload(opts: dict[str, Any], sequence_length: int, overhead: float, reserve: int) -> TrainWorkload:
+    lora = LoRASpec(rank=opts["lora_rank"] or 16) if (opts["lora_rank"] or opts["qlora"]) else None
+    try:
+        return TrainWorkload(
+            micro_batch_size=opts["micro_batch_size"], sequence_length=sequence_length,
+            optimizer=opts["optimizer"], mixed_precision=not opts["fp32_training"], recompute=opts["recompute"],
+            sequence_parallel=opts["sequence_parallel"], zero_stage=opts["zero_stage"],
+            offload_optimizer=opts["offload_optimizer"], offload_params=opts["offload_params"], lora=lora,
+            overhead_factor=overhead, runtime_reserve_bytes=reserve,
+        )
+    except ValidationError as exc:
+        raise _validation_error(exc) from None
+
+
 def _largest_tensor(model: ModelSpec) -> int:
     from planner.estimate.parameters import estimate_model_tensors
 
@@ -61,7 +81,11 @@ def run_memory(opts: dict[str, Any]) -> tuple[dict[str, Any], Callable[[dict[str
                 f"'{weights.id}' mixes formats per tensor; use --model to size it, or a plain format with --params",
                 field="--weights",
             )
-        report = to_quick_memory_dict(parameters, weights, overhead_factor=overhead, runtime_reserve_bytes=reserve)
+        training = _train_workload(opts, opts["sequence_length"] or DEFAULT_CONTEXT, overhead, reserve) if opts["mode"] == "train" else None
+        report = to_quick_memory_dict(
+            parameters, weights, overhead_factor=overhead, runtime_reserve_bytes=reserve,
+            training=training, data_parallel_size=opts["data_parallel_size"],
+        )
         if opts["mode"] == "train" and opts["estimator"] == "deepspeed":
             largest = parse_count(opts["largest_layer_params"], field="--largest-layer-params") if opts["largest_layer_params"] else 0
             if opts["zero_stage"] == 3 and not largest:
@@ -98,19 +122,9 @@ def run_memory(opts: dict[str, Any]) -> tuple[dict[str, Any], Callable[[dict[str
                 overhead_factor=overhead, runtime_reserve_bytes=reserve,
             )
         else:
-            lora = None
-            if opts["lora_rank"] or opts["qlora"]:
-                lora = LoRASpec(rank=opts["lora_rank"] or 16)
-            workload = TrainWorkload(
-                micro_batch_size=opts["micro_batch_size"], sequence_length=opts["sequence_length"] or context,
-                optimizer=opts["optimizer"], mixed_precision=not opts["fp32_training"], recompute=opts["recompute"],
-                sequence_parallel=opts["sequence_parallel"], zero_stage=opts["zero_stage"],
-                offload_optimizer=opts["offload_optimizer"], offload_params=opts["offload_params"], lora=lora,
-                overhead_factor=overhead, runtime_reserve_bytes=reserve,
-            )
+            workload = _train_workload(opts, opts["sequence_length"] or context, overhead, reserve)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        raise InputError(first["msg"].removeprefix("Value error, "), field=".".join(map(str, first["loc"])) or None) from None
+        raise _validation_error(exc) from None
     report = to_memory_dict(model, mix, workload, parallelism)
     if isinstance(workload, TrainWorkload) and opts["estimator"] == "deepspeed":
         largest = parse_count(opts["largest_layer_params"], field="--largest-layer-params") if opts["largest_layer_params"] else _largest_tensor(model)

@@ -20,6 +20,7 @@ _HEADS = ("num_attention_heads", "n_head", "num_heads")
 _EXPERTS = ("num_local_experts", "num_experts", "n_routed_experts", "moe_num_experts")
 _TOP_K = ("num_experts_per_tok", "experts_per_token", "moe_topk", "top_k")
 _CONTEXT = ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length")
+_WINDOW = ("sliding_window", "sliding_window_size")  # the second is MLC's spelling
 _DTYPES = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32"}
 
 
@@ -46,7 +47,7 @@ def _trait(traits: dict[str, Any], name: str, config: dict[str, Any], default: A
 
 
 def _layer_types(config: dict[str, Any], traits: dict[str, Any], num_layers: int, located: Located) -> tuple[str, ...]:
-    window = config.get("sliding_window")
+    window = _first(config, _WINDOW)
     if not window or config.get("use_sliding_window") is False:
         return ()
     listed = config.get("layer_types")
@@ -175,7 +176,7 @@ def build_model_spec(config: dict[str, Any], *, name: str, source: str | None, l
             moe=moe,
             mla=_mla(config),
             layer_types=_layer_types(config, traits, layers, located),
-            sliding_window=config.get("sliding_window") if config.get("use_sliding_window") is not False else None,
+            sliding_window=_first(config, _WINDOW) if config.get("use_sliding_window") is not False else None,
             max_context=int(context),
             mtp_layers=int(config.get("num_nextn_predict_layers") or 0),
             dtype=dtype,

@@ -100,29 +100,58 @@ def to_memory_dict(
     return out
 
 
+# Optimizer bytes per parameter without a model's shapes, fp32 master weights included when mixed
+# precision (planner/estimate/optimizer.py has the per-tensor rules these reduce to).
+QUICK_OPTIMIZER_BYTES = {"adamw": 12.0, "adam": 12.0, "adamw_8bit": 4 + 2 + 8 / 256, "adafactor": 4.0,
+                         "lion": 8.0, "sgd_momentum": 8.0, "sgd": 4.0}
+
+
 def to_quick_memory_dict(
-    parameters: int, weights: PrecisionFormat, *, overhead_factor: float, runtime_reserve_bytes: int
+    parameters: int, weights: PrecisionFormat, *, overhead_factor: float, runtime_reserve_bytes: int,
+    training: TrainWorkload | None = None, data_parallel_size: int = 1,
 ) -> dict[str, Any]:
-    """The seed's quick mode for a bare parameter count: N x B/8 x (1 + O), plus the TL;DR table."""
-    bits = weights.bits_per_weight() if not weights.is_mix else None
-    if bits is None:
+    """The seed's quick mode for a bare parameter count: N x B/8 x (1 + O), plus the TL;DR table.
+
+    With `training`, model states follow the ZeRO paper (16-bit weights and gradients, fp32 master
+    weights and optimizer states), partitioned by ZeRO stage over the data-parallel ranks.
+    """
+    if weights.is_mix:
         raise ValueError("mixed formats need the model's tensors")
-    weight_bytes = parameters * bits / 8
-    overhead = overhead_factor * weight_bytes + runtime_reserve_bytes
-    memory = {name: 0 for name in MEMORY_FIELDS}
-    memory.update(weights_bytes=int(round(weight_bytes)), overhead_bytes=int(round(overhead)))
-    memory["total_bytes"] = sum(memory.values())
-    return {
+    bits = weights.bits_per_weight()
+    memory = {name: 0.0 for name in MEMORY_FIELDS}
+    cpu = 0.0
+    if training is None:
+        memory["weights_bytes"] = parameters * bits / 8
+    else:
+        dp = data_parallel_size
+        zero = training.zero_stage
+        memory["weights_bytes"] = parameters * 2 / (dp if zero >= 3 else 1)
+        memory["gradients_bytes"] = parameters * 2 / (dp if zero >= 2 else 1)
+        memory["optimizer_bytes"] = parameters * QUICK_OPTIMIZER_BYTES[training.optimizer] / (dp if zero >= 1 else 1)
+        if training.offload_optimizer:
+            cpu += memory["optimizer_bytes"]
+            memory["optimizer_bytes"] = 0.0
+        if training.offload_params:
+            cpu += memory["weights_bytes"]
+            memory["weights_bytes"] = 0.0
+    memory["overhead_bytes"] = overhead_factor * memory["weights_bytes"] + runtime_reserve_bytes
+    rounded = {k: int(round(v)) for k, v in memory.items()}
+    rounded["total_bytes"] = sum(rounded.values())
+    out: dict[str, Any] = {
         "units": UNITS,
         "model": {"name": f"{parameters:,} parameters", "parameters": {"total": parameters, "active": parameters}},
-        "precision": {"weights": weights.id, "bits_per_weight": bits},
-        "formula": "N x B/8 x (1 + O) + runtime reserve (seed guide)",
+        "precision": {"weights": weights.id if training is None else "bf16 + fp32 master", "bits_per_weight": bits if training is None else 16},
+        "formula": "N x B/8 x (1 + O) + runtime reserve (seed guide)" if training is None
+        else f"ZeRO-{training.zero_stage} model states over {data_parallel_size} data-parallel rank(s) (Rajbhandari et al. 2020)",
         "overhead_factor": overhead_factor,
         "overhead_factor_range": list(SEED_OVERHEAD_RANGE),
-        "memory": memory,
+        "memory": rounded,
         "seed_table_gb": {k: round(v, 4) for k, v in estimate_seed_table(parameters / 1e9).items()},
         "kv_cache": None,
     }
+    if cpu:
+        out["cpu_offload_bytes"] = int(round(cpu))
+    return out
 
 
 def to_deepspeed_dict(
@@ -164,14 +193,18 @@ def to_memory_text(report: dict[str, Any]) -> str:
     model = report["model"]
     params = model["parameters"]
     if "by_component" not in params:
-        lines.append(f"Model: {model['name']} (quick mode: the seed guide's N x B/8 x (1 + O))")
+        lines.append(f"Model: {model['name']} (quick mode: {report['formula']})")
         lines.append(f"Weights: {report['precision']['weights']} at {report['precision']['bits_per_weight']:.4g} bits per weight; "
                      f"O = {report['overhead_factor']} (seed range {report['overhead_factor_range'][0]}-{report['overhead_factor_range'][1]})")
         lines.append("")
         lines.append(to_text_table(["part", "GB", "GiB"], [[r[0], r[1], r[2]] for r in _memory_rows([report])]))
+        if report.get("cpu_offload_bytes"):
+            gb, gib = to_size(report["cpu_offload_bytes"])
+            lines.append(f"Host (CPU) memory for offloaded states: {gb} GB ({gib} GiB) per device")
         lines.append("")
         lines.append("Seed guide TL;DR for this size (weights only, O = 0):")
         lines.append(to_text_table(["format", "GB"], [[k, f"{v:,.2f}"] for k, v in report["seed_table_gb"].items()]))
+        lines += _deepspeed_lines(report)
         return "\n".join(lines)
     lines.append(f"Model: {model['name']} ({model['architecture']}, {model['layers']} layers, "
                  f"attention {model['attention']}, context up to {model['max_context']:,})")
@@ -220,9 +253,14 @@ def to_memory_text(report: dict[str, Any]) -> str:
         lines.append(f"Host (CPU) memory for offloaded states: {gb} GB ({gib} GiB) per device")
     gb, gib = to_size(report["cluster"]["total_bytes"])
     lines.append(f"All devices together: {gb} GB ({gib} GiB)")
-    if "deepspeed" in report:
-        ds = report["deepspeed"]
-        g_gb, g_gib = to_size(ds["gpu_bytes_per_device"])
-        c_gb, c_gib = to_size(ds["cpu_bytes_per_node"])
-        lines.append(f"DeepSpeed's estimator: {g_gib} GiB per GPU, {c_gib} GiB CPU per node (model states only)")
+    lines += _deepspeed_lines(report)
     return "\n".join(lines)
+
+
+def _deepspeed_lines(report: dict[str, Any]) -> list[str]:
+    if "deepspeed" not in report:
+        return []
+    ds = report["deepspeed"]
+    _, g_gib = to_size(ds["gpu_bytes_per_device"])
+    _, c_gib = to_size(ds["cpu_bytes_per_node"])
+    return ["", f"DeepSpeed's estimator ({ds['estimator']}): {g_gib} GiB per GPU, {c_gib} GiB CPU per node (model states only)"]

@@ -1,0 +1,82 @@
+"""The import rules of the architecture (../shared/STYLE.md "The shape: data flows one way")."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+PACKAGE = Path(__file__).resolve().parent.parent / "planner"
+
+# Each layer may import itself and the layers before it. Loaders and commands sit with the CLI.
+ORDER = ["errors", "units", "schemas", "estimate", "candidates", "solver", "verify", "report"]
+INPUT_SIDE = {"loaders": {"errors", "units", "schemas", "loaders"}}
+RESTRICTED = {"ortools": "solver", "networkx": "topology", "click": "cli", "matplotlib": "plotting"}
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    out: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            out |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            out.add(node.module)
+    return out
+
+
+def _layer(path: Path) -> str:
+    parts = path.relative_to(PACKAGE).with_suffix("").parts
+    return parts[0]
+
+
+def test_modules_import_only_to_their_left() -> None:
+    problems = []
+    for path in PACKAGE.rglob("*.py"):
+        layer = _layer(path)
+        for name in _imports(path):
+            if not name.startswith("planner.") or name == "planner":
+                continue
+            target = name.split(".")[1]
+            if layer in ORDER and target in ORDER and ORDER.index(target) > ORDER.index(layer):
+                problems.append(f"{path.name}: {layer} imports {target}")
+            if layer in ORDER and target in ("loaders", "commands", "cli"):
+                problems.append(f"{path.name}: {layer} imports {target}")
+            if layer in INPUT_SIDE and target not in INPUT_SIDE[layer]:
+                problems.append(f"{path.name}: {layer} imports {target}")
+    assert not problems, problems
+
+
+def test_heavy_libraries_stay_in_their_module() -> None:
+    problems = []
+    for path in PACKAGE.rglob("*.py"):
+        layer = _layer(path)
+        for name in _imports(path):
+            root = name.split(".")[0]
+            if root in RESTRICTED and layer != RESTRICTED[root]:
+                problems.append(f"{path.relative_to(PACKAGE)} imports {root}")
+    assert not problems, problems
+
+
+def test_only_cli_and_loaders_touch_the_file_system() -> None:
+    allowed = {"cli", "loaders"}
+    for path in PACKAGE.rglob("*.py"):
+        if _layer(path) in allowed:
+            continue
+        source = path.read_text()
+        for call in ("open(", ".write_text(", ".read_text(", ".write_bytes(", "os.replace("):
+            assert call not in source, f"{path.relative_to(PACKAGE)} uses {call}"
+
+
+def test_plan_memory_does_not_import_ortools() -> None:
+    code = (
+        "import sys\n"
+        "from click.testing import CliRunner\n"
+        "from planner.cli import main\n"
+        "r = CliRunner().invoke(main, ['memory', '--model', 'llama-3.1-8b'])\n"
+        "assert r.exit_code == 0, r.output\n"
+        "print('ortools' in sys.modules, 'networkx' in sys.modules)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip()
+    assert out == "False False"
