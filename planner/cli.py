@@ -138,3 +138,6 @@ def formats(fmt: str) -> None:
     _emit(data, fmt, text)
 
 
+
+if __name__ == "__main__":
+    main()

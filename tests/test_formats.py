@@ -127,3 +127,11 @@ def test_component_overrides() -> None:
     official = estimate_weight_bytes(model, build_precision_mix("bf16", experts="mxfp4"))
     experts = 24 * 32 * (2880 * 5760 + 2880 * 2880)
     assert official.by_component["experts"] == pytest.approx(experts * 4.25 / 8 + 24 * 32 * (5760 + 2880) * 2)
+
+
+def test_gpt_oss_120b_mxfp4_file_size() -> None:
+    # llama.cpp benches/dgx-spark.md: gpt-oss-120b MXFP4 is 59.02 GiB (../shared/reference/README.md s3).
+    from planner.loaders.catalog import load_catalog_model
+
+    size = estimate_weight_bytes(load_catalog_model("gpt-oss-120b"), build_precision_mix("mxfp4_moe")).total_bytes
+    assert size / GiB == pytest.approx(59.02, rel=0.005)
