@@ -28,7 +28,6 @@ class Parallelism(_Frozen):
     tensor_parallel_size: int = Field(1, ge=1, description="Devices sharing every layer (Megatron tensor parallel).")
     pipeline_parallel_size: int = Field(1, ge=1, description="Consecutive groups of layers on different devices.")
     data_parallel_size: int = Field(1, ge=1, description="Model copies (serving replicas or training data-parallel ranks).")
-    expert_parallel: bool = Field(False, description="Spread routed experts across the tensor-parallel group instead of slicing each.")
 
 
 class ServeWorkload(_Frozen):
