@@ -139,5 +139,118 @@ def formats(fmt: str) -> None:
 
 
 
+# ----------------------------------------------------------------------------- plan hardware
+@main.group()
+def hardware() -> None:
+    """The built-in hardware catalog."""
+
+
+@hardware.command("list")
+@click.option("--filter", "filters", multiple=True, metavar="KEY=VALUE|TEXT",
+              help="vendor=nvidia, kind=apple-silicon, min_memory_gib=48, tensor_cores=true, or a substring of the id or name. Repeatable.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table", show_default=True)
+@_handle_errors
+def hardware_list(filters: tuple[str, ...], fmt: str) -> None:
+    """List catalog devices with memory, bandwidth, compute, power and price."""
+    from planner.commands.hardware import run_hardware_list
+
+    data, text = run_hardware_list(filters)
+    _emit(data, fmt, text)
+
+
+@hardware.command("show")
+@click.argument("device_id", metavar="ID")
+@FORMAT_OPTION
+@_handle_errors
+def hardware_show(device_id: str, fmt: str) -> None:
+    """Show every field of one catalog device."""
+    from planner.commands.hardware import run_hardware_show
+
+    data, text = run_hardware_show(device_id)
+    _emit(data, fmt, text)
+
+
+# ----------------------------------------------------------------------------- plan inventory
+@main.group()
+def inventory() -> None:
+    """Inventory files: what you own or might buy."""
+
+
+@inventory.command("validate")
+@click.argument("file", type=click.Path(dir_okay=False))
+@_handle_errors
+def inventory_validate(file: str) -> None:
+    """Check an inventory file; exit 0 when valid, 2 with the line and field when not."""
+    from planner.commands.inventory import run_inventory_validate
+
+    click.echo(run_inventory_validate(file))
+
+
+@inventory.command("show")
+@click.argument("file", type=click.Path(dir_okay=False))
+@FORMAT_OPTION
+@_handle_errors
+def inventory_show(file: str, fmt: str) -> None:
+    """Devices, total and usable memory, bandwidth, links and fast domains."""
+    from planner.commands.inventory import run_inventory_show
+
+    data, text = run_inventory_show(file)
+    _emit(data, fmt, text)
+
+
+@inventory.command("detect")
+@click.option("--from-file", type=click.Path(dir_okay=False), help="Saved output of nvidia-smi (CSV or -q -x XML) or system_profiler -json.")
+@click.option("--source-format", type=click.Choice(["nvidia-smi-csv", "nvidia-smi-xml", "system-profiler"]), default=None,
+              help="What --from-file holds [default: recognised from its content].")
+@click.option("--node-name", default=None, help="Name of this machine in the inventory [default: the host name].")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Write the inventory here (atomically) instead of printing it.")
+@_handle_errors
+def inventory_detect(from_file: str | None, source_format: str | None, node_name: str | None, output: str | None) -> None:
+    """Write an inventory for this machine from nvidia-smi or system_profiler."""
+    import yaml
+
+    from planner.commands.inventory import run_inventory_detect
+
+    data = run_inventory_detect(from_file, source_format, node_name)
+    text = yaml.safe_dump(data, sort_keys=False)
+    if output:
+        _write_atomically(output, text)
+        click.echo(f"wrote {output}")
+    else:
+        click.echo(text.rstrip())
+
+
+# ----------------------------------------------------------------------------- plan schema
+@main.group()
+def schema() -> None:
+    """JSON Schemas of the files the planner reads and writes."""
+
+
+@schema.command("inventory")
+@_handle_errors
+def schema_inventory() -> None:
+    """The JSON Schema of inventory files (for editors)."""
+    from planner.commands.inventory import run_schema_inventory
+
+    click.echo(json.dumps(run_schema_inventory(), indent=2))
+
+
+def _write_atomically(path: str, text: str) -> None:
+    """Write to a temporary file beside `path`, then rename it into place."""
+    import os
+    import tempfile
+    from pathlib import Path
+
+    target = Path(path)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.replace(tmp, target)
+    except OSError as exc:
+        raise InputError(f"cannot write: {exc.strerror or exc}", file=path) from None
+
+
 if __name__ == "__main__":
     main()

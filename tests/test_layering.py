@@ -10,7 +10,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "planner"
 
 # Each layer may import itself and the layers before it. Loaders and commands sit with the CLI.
-ORDER = ["errors", "units", "schemas", "estimate", "candidates", "solver", "verify", "report"]
+ORDER = ["errors", "units", "schemas", "estimate", "topology", "candidates", "solver", "verify", "report"]
 INPUT_SIDE = {"loaders": {"errors", "units", "schemas", "loaders"}}
 RESTRICTED = {"ortools": "solver", "networkx": "topology", "click": "cli", "matplotlib": "plotting"}
 

@@ -40,6 +40,7 @@ class Located:
 def _construct(node: yaml.Node, path: FieldPath, marks: dict, file: str) -> Any:
     marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
     if isinstance(node, yaml.MappingNode):
+        _SCALARS.flatten_mapping(node)  # resolve YAML merge keys (<<: *anchor)
         out: dict[str, Any] = {}
         for key_node, value_node in node.value:
             key = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else str(_scalar(key_node))

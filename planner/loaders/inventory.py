@@ -1,0 +1,221 @@
+"""Read an inventory YAML file into a resolved Cluster, with errors that point at the line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from planner.errors import InputError, suggest_name
+from planner.loaders.hardware import find_hardware
+from planner.loaders.links import find_link
+from planner.loaders.yamlfile import Located, parse_yaml_text, read_text
+from planner.schemas.hardware import HardwareSpec
+from planner.schemas.inventory import (
+    Cluster,
+    Device,
+    DeviceEntry,
+    InventoryFile,
+    LinkEntry,
+    NetworkEntry,
+    NetworkLink,
+    Node,
+    NodeEntry,
+)
+from planner.units import GB, GiB
+
+_MODELS = {"": InventoryFile, "nodes": NodeEntry, "devices": DeviceEntry, "network": NetworkEntry, "links": LinkEntry}
+
+
+def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
+    """Field names valid at the place an unknown key was found."""
+    names = [p for p in loc if isinstance(p, str)]
+    parent = names[-2] if len(names) >= 2 else ""
+    model = _MODELS.get(parent, InventoryFile)
+    return list(model.model_fields)
+
+
+def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
+    # pydantic adds union branch names (e.g. 'str', 'NetworkEntry') to the location.
+    return tuple(p for p in loc if not (isinstance(p, str) and (p[:1].isupper() or p in ("str",))))
+
+
+def _validation_error(located: Located, exc: ValidationError) -> InputError:
+    errors = exc.errors()
+    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
+    loc = _clean_loc(tuple(first["loc"]))
+    if first["type"] == "extra_forbidden":
+        key = str(loc[-1])
+        allowed = _allowed_keys(loc)
+        return located.error(loc, f"unknown key '{key}'; expected one of {', '.join(allowed)}", suggest_name(key, allowed))
+    message = first["msg"].removeprefix("Value error, ")
+    if first["type"] == "missing":
+        message = f"missing required key '{loc[-1]}'"
+    elif "input" in first and first["type"] not in ("value_error",):
+        message = f"{message} (got {first['input']!r})"
+    return located.error(loc, message)
+
+
+def _custom_spec(entry: DeviceEntry, node: str, index: int, file: str) -> HardwareSpec:
+    memory_gib = entry.memory_gib if entry.memory_gib is not None else entry.memory_gb * GB / GiB
+    tensor_cores = bool(entry.tensor_cores)
+    unified = bool(entry.unified_memory)
+    fp32 = entry.fp32_tflops or (entry.fp16_tflops / 2 if tensor_cores else entry.fp16_tflops)
+    return HardwareSpec(
+        id=(entry.name or f"custom-{node}-{index}").lower(),
+        name=entry.name or "custom device",
+        vendor="other",
+        kind="soc" if unified else "gpu",
+        memory_gib=memory_gib,
+        memory_bandwidth_gb_s=entry.bandwidth_gb_s,
+        fp32_tflops=fp32,
+        fp16_tflops=entry.fp16_tflops,
+        fp8_tflops=entry.fp8_tflops,
+        int8_tops=entry.int8_tops,
+        tensor_cores=tensor_cores,
+        unified_memory=unified,
+        power_w=entry.power_w,
+        source=f"inventory {file}",
+        notes="described in the inventory (type: custom)",
+    )
+
+
+def _pick(device: DeviceEntry, node: NodeEntry, key: str) -> Any:
+    value = getattr(device, key)
+    return value if value is not None else getattr(node, key)
+
+
+def _usable_bytes(spec: HardwareSpec, device: DeviceEntry, node: NodeEntry, located: Located, path: tuple) -> int:
+    total = spec.memory_gib * GiB
+    wired = _pick(device, node, "wired_limit_gb")
+    fraction = _pick(device, node, "usable_memory_fraction")
+    if wired is not None:
+        if wired * GB > total:
+            raise located.error(path + ("wired_limit_gb",), f"{wired} GB exceeds the device's {total / GB:.1f} GB of memory")
+        usable = wired * GB
+    else:
+        usable = total * (fraction if fraction is not None else spec.gpu_memory_fraction)
+    usable -= (_pick(device, node, "reserved_gb") or 0) * GB + (_pick(device, node, "used_gb") or 0) * GB
+    if usable <= 0:
+        raise located.error(path, f"no memory left: reserved and used memory exceed what {spec.id} can give")
+    return int(usable)
+
+
+def _node_names(entries: list[NodeEntry], located: Located) -> list[list[str]]:
+    names: list[list[str]] = []
+    seen: dict[str, int] = {}
+    for i, node in enumerate(entries):
+        expanded = [node.name] if node.count == 1 else [f"{node.name}-{k}" for k in range(1, node.count + 1)]
+        for name in expanded:
+            if name in seen:
+                raise located.error(("nodes", i, "name"), f"node name '{name}' is used twice")
+            seen[name] = i
+        names.append(expanded)
+    return names
+
+
+def build_cluster(located: Located) -> Cluster:
+    """Validate parsed inventory data and resolve it into a Cluster."""
+    if not isinstance(located.data, dict):
+        raise located.error((), "expected a mapping with name, nodes and network")
+    try:
+        inventory = InventoryFile(**located.data)
+    except ValidationError as exc:
+        raise _validation_error(located, exc) from None
+    names = _node_names(inventory.nodes, located)
+    nodes: list[Node] = []
+    for i, entry in enumerate(inventory.nodes):
+        specs: list[tuple[HardwareSpec, DeviceEntry, int]] = []
+        for j, device in enumerate(entry.devices):
+            path = ("nodes", i, "devices", j)
+            if device.type == "custom":
+                spec = _custom_spec(device, entry.name, j, located.file)
+            else:
+                try:
+                    spec = find_hardware(device.type)
+                except InputError as err:
+                    raise located.error(path + ("type",), err.detail, err.suggestion) from None
+            specs.append((spec, device, j))
+        unified = [s for s, _, _ in specs if s.unified_memory]
+        if unified and (len(specs) > 1 or specs[0][1].count > 1):
+            raise located.error(("nodes", i, "devices"), "a unified-memory machine (a Mac, a SoC) is one device per node")
+        default_link = "unified" if unified else "pcie-4"
+        try:
+            interconnect = find_link(entry.interconnect or default_link, scope="intra-node")
+        except InputError as err:
+            raise located.error(("nodes", i, "interconnect"), err.detail, err.suggestion) from None
+        for name in names[i]:
+            devices: list[Device] = []
+            for spec, device, j in specs:
+                usable = _usable_bytes(spec, device, entry, located, ("nodes", i, "devices", j))
+                price = _pick(device, entry, "price_usd") if device.price_usd is not None else (
+                    spec.price.usd if spec.price else None)
+                for _ in range(device.count):
+                    devices.append(Device(
+                        id=f"{name}/gpu{len(devices)}", node=name, index=len(devices), spec=spec,
+                        memory_bytes=int(spec.memory_gib * GiB), usable_bytes=usable, price_usd=price,
+                    ))
+            host = int(entry.host_memory_gb * GB) if entry.host_memory_gb else None
+            nodes.append(Node(name=name, devices=tuple(devices), interconnect=interconnect, host_memory_bytes=host))
+    links = _build_links(inventory, [n for group in names for n in group], located)
+    return Cluster(name=inventory.name, nodes=tuple(nodes), links=tuple(links), source=located.file)
+
+
+def _build_links(inventory: InventoryFile, node_names: list[str], located: Located) -> list[NetworkLink]:
+    network = inventory.network
+    if isinstance(network, str):
+        network = NetworkEntry(default=network)
+    network = network or NetworkEntry()
+    out: list[NetworkLink] = []
+    if network.default:
+        path = ("network",) if isinstance(inventory.network, str) else ("network", "default")
+        try:
+            link = find_link(network.default, scope="network", field="network")
+        except InputError as err:
+            raise located.error(path, err.detail, err.suggestion) from None
+        out += [NetworkLink(a=name, b=None, link=link, count=network.rails) for name in node_names]
+    for k, entry in enumerate(network.links):
+        path = ("network", "links", k)
+        for end, name in enumerate(entry.between):
+            if name not in node_names:
+                raise located.error(path + ("between", end), f"no node named '{name}'", suggest_name(name, node_names))
+        if entry.between[0] == entry.between[1]:
+            raise located.error(path + ("between",), "a link needs two different nodes")
+        try:
+            link = find_link(entry.type, scope="network", field="type")
+        except InputError as err:
+            raise located.error(path + ("type",), err.detail, err.suggestion) from None
+        out.append(NetworkLink(a=entry.between[0], b=entry.between[1], link=link, count=entry.count))
+    _check_connected(node_names, out, located)
+    return out
+
+
+def _check_connected(node_names: list[str], links: list[NetworkLink], located: Located) -> None:
+    if len(node_names) < 2:
+        return
+    parent = {n: n for n in node_names + ["*switch*"]}
+
+    def find(x: str) -> str:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for link in links:
+        parent[find(link.a)] = find(link.b or "*switch*")
+    groups: dict[str, list[str]] = {}
+    for name in node_names:
+        groups.setdefault(find(name), []).append(name)
+    if len(groups) > 1:
+        parts = sorted(groups.values(), key=lambda g: node_names.index(g[0]))
+        raise located.error(
+            ("network",), "nodes are not all connected: " + " | ".join(", ".join(g) for g in parts)
+            + "; give network: <link type> or links between them",
+        )
+
+
+def load_inventory(path: str | Path) -> Cluster:
+    """Read and resolve an inventory file."""
+    path = Path(path)
+    return build_cluster(parse_yaml_text(read_text(path), str(path)))

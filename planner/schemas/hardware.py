@@ -1,0 +1,63 @@
+"""A device the planner can place work on: a GPU, an accelerator or an Apple Silicon machine."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+DeviceKind = Literal["gpu", "apple-silicon", "soc"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Price(_Frozen):
+    """What one unit costs, when and according to whom."""
+
+    usd: float = Field(gt=0, description="Price in US dollars.")
+    date: str = Field(pattern=r"^\d{4}-\d{2}(-\d{2})?$", description="When the price was seen (YYYY-MM or YYYY-MM-DD).")
+    source: str = Field(min_length=4, description="Where the price was seen.")
+
+
+class HardwareSpec(_Frozen):
+    """Vendor figures for one device model; every entry names its source."""
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9.\-]*$", description="Catalog id (e.g. rtx-4090, m2-ultra-76c-192gb).")
+    name: str = Field(description="Marketing name.")
+    vendor: Literal["nvidia", "amd", "apple", "intel", "other"] = Field(description="Who makes it.")
+    kind: DeviceKind = Field(description="gpu (discrete memory), apple-silicon or soc (other unified-memory systems).")
+    memory_gib: float = Field(gt=0, description="Memory capacity in GiB (vendors' 'GB' for GPU and unified memory is binary).")
+    memory_bandwidth_gb_s: float = Field(gt=0, description="Peak memory bandwidth in GB/s (10^9 bytes/s).")
+    fp32_tflops: float = Field(gt=0, description="Dense FP32 peak (non-tensor).")
+    fp16_tflops: float = Field(gt=0, description="Dense FP16/BF16 peak with tensor cores where present.")
+    bf16_tflops: float | None = Field(None, gt=0, description="Dense BF16 peak when it differs from FP16 (else same).")
+    fp8_tflops: float | None = Field(None, gt=0, description="Dense FP8 peak, if supported.")
+    int8_tops: float | None = Field(None, gt=0, description="Dense INT8 peak in TOPS, if supported.")
+    fp4_tflops: float | None = Field(None, gt=0, description="Dense FP4 peak, if supported.")
+    tensor_cores: bool = Field(description="Matrix units (NVIDIA tensor cores, AMD matrix cores, Apple neural accelerators in the GPU).")
+    unified_memory: bool = Field(False, description="CPU and GPU share one memory pool.")
+    gpu_memory_fraction: float = Field(
+        1.0, gt=0, le=1, description="Share of memory the GPU may use by default (macOS wires about 2/3 to 3/4)."
+    )
+    nvlink_generation: int | None = Field(None, ge=1, description="NVLink generation, if the device has NVLink.")
+    nvlink_bandwidth_gb_s: float | None = Field(None, gt=0, description="Total NVLink bandwidth per device, GB/s (both directions).")
+    pcie_generation: int | None = Field(None, ge=3, le=6, description="PCIe generation of the host link.")
+    pcie_lanes: int | None = Field(None, ge=1, le=16, description="PCIe lanes of the host link.")
+    power_w: float | None = Field(None, gt=0, description="Board power (TDP/TGP) in watts; whole machine for Apple Silicon.")
+    price: Price | None = Field(None, description="An optional price with its date and source.")
+    source: str = Field(min_length=8, description="Where the figures come from.")
+    notes: str | None = Field(None, description="Anything unusual.")
+
+    @model_validator(mode="after")
+    def _check(self) -> "HardwareSpec":
+        if self.unified_memory != (self.kind in ("apple-silicon", "soc")):
+            raise ValueError("unified_memory must be true exactly for apple-silicon and soc devices")
+        if (self.nvlink_generation is None) != (self.nvlink_bandwidth_gb_s is None):
+            raise ValueError("nvlink_generation and nvlink_bandwidth_gb_s go together")
+        return self
+
+    @property
+    def bf16(self) -> float:
+        return self.bf16_tflops or self.fp16_tflops

@@ -1,0 +1,161 @@
+"""Inventory files as users write them, and the cluster they resolve to.
+
+The file schema (InventoryFile and its parts) rejects unknown keys and feeds `plan schema
+inventory`. The resolved Cluster has one Device per physical device, with its capacity worked out.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from planner.schemas.hardware import HardwareSpec
+from planner.schemas.link import LinkSpec
+
+_NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
+
+
+class _File(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class MemoryOverrides(_File):
+    """Memory settings that a node applies to its devices and a device may override."""
+
+    usable_memory_fraction: float | None = Field(
+        None, gt=0, le=1, description="Share of memory the planner may use (on a Mac: the GPU wired limit share)."
+    )
+    wired_limit_gb: float | None = Field(
+        None, gt=0, description="macOS iogpu.wired_limit_mb expressed in GB: the GPU may wire this much."
+    )
+    reserved_gb: float | None = Field(None, ge=0, description="Memory kept back for the OS, display or other programs, GB.")
+    used_gb: float | None = Field(None, ge=0, description="Memory already used by other work, GB.")
+    price_usd: float | None = Field(None, gt=0, description="What one device (or one machine, on a node) costs, USD.")
+
+
+class DeviceEntry(MemoryOverrides):
+    """One kind of device in a node: a catalog id, or `custom` with its figures."""
+
+    type: str = Field(description="A hardware catalog id (see `plan hardware list`) or `custom`.")
+    count: int = Field(1, ge=1, le=4096, description="How many identical devices of this kind the node has.")
+    name: str | None = Field(None, pattern=_NAME, description="Display name for a custom device.")
+    memory_gb: float | None = Field(None, gt=0, description="Custom: memory in GB (10^9 bytes).")
+    memory_gib: float | None = Field(None, gt=0, description="Custom: memory in GiB (2^30 bytes).")
+    bandwidth_gb_s: float | None = Field(None, gt=0, description="Custom: memory bandwidth, GB/s.")
+    fp16_tflops: float | None = Field(None, gt=0, description="Custom: dense FP16/BF16 TFLOPS.")
+    fp32_tflops: float | None = Field(None, gt=0, description="Custom: dense FP32 TFLOPS (default: fp16 / 2 with tensor cores, else equal).")
+    fp8_tflops: float | None = Field(None, gt=0, description="Custom: dense FP8 TFLOPS, if supported.")
+    int8_tops: float | None = Field(None, gt=0, description="Custom: dense INT8 TOPS, if supported.")
+    tensor_cores: bool | None = Field(None, description="Custom: has matrix units (default false).")
+    unified_memory: bool | None = Field(None, description="Custom: shares memory with the CPU (a Mac, a SoC).")
+    power_w: float | None = Field(None, gt=0, description="Custom: power draw in watts.")
+
+    @model_validator(mode="after")
+    def _check_custom(self) -> "DeviceEntry":
+        custom_keys = ("memory_gb", "memory_gib", "bandwidth_gb_s", "fp16_tflops", "fp32_tflops", "fp8_tflops",
+                       "int8_tops", "tensor_cores", "unified_memory", "power_w", "name")
+        if self.type != "custom":
+            given = [k for k in custom_keys if getattr(self, k) is not None]
+            if given:
+                raise ValueError(f"{', '.join(given)} only apply to type: custom (a catalog device has its own figures)")
+            return self
+        if (self.memory_gb is None) == (self.memory_gib is None):
+            raise ValueError("a custom device needs exactly one of memory_gb or memory_gib")
+        for key in ("bandwidth_gb_s", "fp16_tflops"):
+            if getattr(self, key) is None:
+                raise ValueError(f"a custom device needs {key}")
+        return self
+
+
+class NodeEntry(MemoryOverrides):
+    """A machine (or `count` identical machines) with its devices and internal interconnect."""
+
+    name: str = Field(pattern=_NAME, description="Node name; with count > 1 the nodes are name-1, name-2, ...")
+    count: int = Field(1, ge=1, le=4096, description="How many identical machines.")
+    devices: list[DeviceEntry] = Field(min_length=1, description="The devices in this machine.")
+    interconnect: str | None = Field(
+        None, description="How devices inside the machine talk: pcie-3/4/5, nvlink-bridge, nvlink-2..5, nvswitch, unified. "
+        "Default: pcie-4, or unified for a single unified-memory device."
+    )
+    host_memory_gb: float | None = Field(None, gt=0, description="CPU RAM for offloaded states, GB.")
+
+
+class LinkEntry(_File):
+    """A network link between two named nodes."""
+
+    between: tuple[str, str] = Field(description="The two node names (after count expansion, e.g. studio-1).")
+    type: str = Field(description="Link type id (ethernet-10g, infiniband-ndr, thunderbolt-5, ...).")
+    count: int = Field(1, ge=1, le=64, description="Parallel links (bonded ports or rails).")
+
+
+class NetworkEntry(_File):
+    """The network between nodes: one default fabric and/or explicit links."""
+
+    default: str | None = Field(None, description="Link type every node has to a common switch.")
+    rails: int = Field(1, ge=1, le=64, description="Parallel default links per node (one NIC per GPU is common).")
+    links: list[LinkEntry] = Field(default_factory=list, description="Direct links between named nodes.")
+
+
+class InventoryFile(_File):
+    """A cluster inventory: nodes and the network between them."""
+
+    name: str = Field(pattern=_NAME, description="Cluster name.")
+    description: str | None = Field(None, description="Free text.")
+    nodes: list[NodeEntry] = Field(min_length=1, description="The machines.")
+    network: str | NetworkEntry | None = Field(
+        None, description="A link type for a switched network between all nodes, or a mapping with default and links."
+    )
+
+
+# ----------------------------------------------------------------------------- resolved cluster
+
+
+class _Resolved(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Device(_Resolved):
+    """One physical device with its usable capacity worked out."""
+
+    id: str = Field(description="node/index, e.g. gpu-box/gpu1.")
+    node: str = Field(description="The node it sits in.")
+    index: int = Field(ge=0, description="Position within the node.")
+    spec: HardwareSpec = Field(description="Catalog (or custom) figures.")
+    memory_bytes: int = Field(gt=0, description="Physical memory.")
+    usable_bytes: int = Field(description="Memory the planner may fill: fraction or wired limit, minus reserved and used.")
+    price_usd: float | None = Field(None, description="Price per device, from the inventory or the catalog.")
+
+
+class Node(_Resolved):
+    """One machine."""
+
+    name: str
+    devices: tuple[Device, ...]
+    interconnect: LinkSpec
+    host_memory_bytes: int | None = None
+
+
+class NetworkLink(_Resolved):
+    """A resolved link between two nodes (or from a node to the shared switch, b = None)."""
+
+    a: str
+    b: str | None
+    link: LinkSpec
+    count: int = 1
+
+
+class Cluster(_Resolved):
+    """The whole inventory, resolved."""
+
+    name: str
+    nodes: tuple[Node, ...]
+    links: tuple[NetworkLink, ...]
+    source: str | None = None
+
+    @property
+    def devices(self) -> tuple[Device, ...]:
+        return tuple(d for n in self.nodes for d in n.devices)
+
+
+DetectSource = Literal["nvidia-smi-csv", "nvidia-smi-xml", "system-profiler"]
