@@ -92,7 +92,7 @@ BAD = [
     ("name: x\nnodes:\n  - name: a\n    devices:\n      - type: rtx-4090\n        memory_gb: 10\n", 5, "only apply to type: custom"),
     ("name: x\nnodes:\n  - name: a\n    devices:\n      - {type: rtx-4090}\n  - name: b\n    devices:\n      - {type: rtx-4090}\n", 2, "not all connected"),
     ("name: x\nnodes:\n  - name: a\n    devices:\n      - {type: rtx-4090}\n  - name: b\n    devices:\n      - {type: rtx-4090}\n"
-     "network:\n  links:\n    - between: [a, c]\n      type: ethernet-10g\n", 13, "no node named 'c'"),
+     "network:\n  links:\n    - between: [a, c]\n      type: ethernet-10g\n", 11, "no node named 'c'"),
     ("name: x\nnodes:\n  - name: a\n    devices:\n      - {type: rtx-4090}\nnetwork: etherner-10g\n", 6, "did you mean 'ethernet-10g'"),
     ("name: x\nnodes:\n  - name: a\n    devices:\n      - {type: rtx-4090, reserved_gb: 40}\n", 5, "no memory left"),
     ("name: x\nnodes:\n  - name: a\n    devices:\n      - type: rtx-4090\n  - name: a\n    devices:\n      - type: rtx-4090\nnetwork: ethernet-10g\n", 6, "used twice"),

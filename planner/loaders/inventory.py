@@ -210,7 +210,7 @@ def _check_connected(node_names: list[str], links: list[NetworkLink], located: L
     if len(groups) > 1:
         parts = sorted(groups.values(), key=lambda g: node_names.index(g[0]))
         raise located.error(
-            ("network",), "nodes are not all connected: " + " | ".join(", ".join(g) for g in parts)
+            ("network",) if ("network",) in located.marks else ("nodes",), "nodes are not all connected: " + " | ".join(", ".join(g) for g in parts)
             + "; give network: <link type> or links between them",
         )
 

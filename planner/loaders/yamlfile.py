@@ -37,22 +37,36 @@ class Located:
         return InputError(message, file=self.file, line=line, column=column, field=field, suggestion=suggestion)
 
 
-def _construct(node: yaml.Node, path: FieldPath, marks: dict, file: str) -> Any:
+def _construct(node: yaml.Node, path: FieldPath, marks: dict, file: str, stack: frozenset[int] = frozenset()) -> Any:
     marks[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
+    if id(node) in stack:
+        raise InputError("an alias refers to a block that contains it", file=file, line=node.start_mark.line + 1,
+                         field=".".join(map(str, path)) or None)
+    if len(path) > 50 or len(marks) > 200_000:
+        raise InputError("nested too deeply or too many aliased values", file=file, line=node.start_mark.line + 1)
+    stack = stack | {id(node)}
     if isinstance(node, yaml.MappingNode):
-        _SCALARS.flatten_mapping(node)  # resolve YAML merge keys (<<: *anchor)
+        explicit: set[str] = set()
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else str(_scalar(key_node))
+            if key in explicit:
+                line = key_node.start_mark.line + 1
+                raise InputError(f"duplicate key '{key}'", file=file, line=line, field=".".join(map(str, path + (key,))))
+            explicit.add(key)
+        _SCALARS.flatten_mapping(node)  # resolve YAML merge keys (<<: *anchor); explicit keys win
         out: dict[str, Any] = {}
         for key_node, value_node in node.value:
             key = str(key_node.value) if isinstance(key_node, yaml.ScalarNode) else str(_scalar(key_node))
-            if key in out:
-                line = key_node.start_mark.line + 1
-                raise InputError(f"duplicate key '{key}'", file=file, line=line, field=".".join(map(str, path + (key,))))
             marks[path + (key,)] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-            out[key] = _construct(value_node, path + (key,), marks, file)
-            marks[path + (key,)] = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
+            out[key] = _construct(value_node, path + (key,), marks, file, stack)
+            # Point at a scalar value (what is wrong with it), else at the key that opens the block.
+            at = value_node if isinstance(value_node, yaml.ScalarNode) else key_node
+            marks[path + (key,)] = (at.start_mark.line + 1, at.start_mark.column + 1)
         return out
     if isinstance(node, yaml.SequenceNode):
-        return [_construct(item, path + (i,), marks, file) for i, item in enumerate(node.value)]
+        return [_construct(item, path + (i,), marks, file, stack) for i, item in enumerate(node.value)]
     return _scalar(node)
 
 
@@ -79,7 +93,13 @@ def parse_yaml_text(text: str, file: str) -> Located:
     marks: dict[FieldPath, tuple[int, int]] = {}
     if node is None:
         raise InputError("the file is empty", file=file)
-    return Located(_construct(node, (), marks, file), marks, file)
+    try:
+        data = _construct(node, (), marks, file)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise InputError(f"not valid YAML: {problem}", file=file, line=mark.line + 1 if mark else None) from None
+    return Located(data, marks, file)
 
 
 def _json_marks(text: str) -> dict[FieldPath, tuple[int, int]]:
