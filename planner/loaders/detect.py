@@ -76,15 +76,19 @@ def parse_nvidia_smi_csv(text: str, *, node: str, source: str) -> dict[str, Any]
         rows = rows[1:]
     else:
         header = NVIDIA_SMI_QUERY.split(",")
-    ids, gens = [], []
+    gpus = []
     for number, row in enumerate(rows, start=2 if has_header else 1):
         record = dict(zip(header, (c.strip() for c in row)))
         if "name" not in record:
             raise InputError("row has fewer columns than the header", file=source, line=number)
-        ids.append(match_gpu_name(record["name"], source=source))
-        gen = record.get("pcie.link.gen.max", "")
-        gens.append(int(gen) if gen.isdigit() else None)
-    known = [g for g in gens if g]
+        gpus.append((record["name"], record.get("pcie.link.gen.max", "")))
+    return _gpu_inventory(node, gpus, source)
+
+
+def _gpu_inventory(node: str, gpus: list[tuple[str, str]], source: str) -> dict[str, Any]:
+    """Inventory data from (product name, max PCIe generation) pairs."""
+    ids = [match_gpu_name(product, source=source) for product, _ in gpus]
+    known = [int(gen) for _, gen in gpus if gen.strip().isdigit()]
     return _inventory(node, ids, _interconnect(ids, min(known) if known else None))
 
 
@@ -98,16 +102,13 @@ def parse_nvidia_smi_xml(text: str, *, node: str, source: str) -> dict[str, Any]
     gpus = root.findall("gpu")
     if not gpus:
         raise InputError("no <gpu> elements in the nvidia-smi XML", file=source)
-    ids, gens = [], []
+    pairs = []
     for gpu in gpus:
         product = gpu.findtext("product_name")
         if not product:
             raise InputError("a <gpu> has no <product_name>", file=source, field="product_name")
-        ids.append(match_gpu_name(product, source=source))
-        gen = gpu.findtext("pci/pci_gpu_link_info/pcie_gen/max_link_gen") or ""
-        gens.append(int(gen) if gen.strip().isdigit() else None)
-    known = [g for g in gens if g]
-    return _inventory(node, ids, _interconnect(ids, min(known) if known else None))
+        pairs.append((product, gpu.findtext("pci/pci_gpu_link_info/pcie_gen/max_link_gen") or ""))
+    return _gpu_inventory(node, pairs, source)
 
 
 def parse_system_profiler(text: str, *, node: str, source: str) -> dict[str, Any]:
