@@ -47,6 +47,9 @@ class HardwareSpec(_Frozen):
     pcie_lanes: int | None = Field(None, ge=1, le=16, description="PCIe lanes of the host link.")
     power_w: float | None = Field(None, gt=0, description="Board power (TDP/TGP) in watts; whole machine for Apple Silicon.")
     price: Price | None = Field(None, description="An optional price with its date and source.")
+    speed_class: str | None = Field(
+        None, description="Speed-model class when it differs from the one derived from kind, vendor and bandwidth."
+    )
     source: str = Field(min_length=8, description="Where the figures come from.")
     notes: str | None = Field(None, description="Anything unusual.")
 

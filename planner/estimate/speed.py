@@ -1,0 +1,165 @@
+"""Decode and prefill time per stage: bytes over achievable bandwidth, FLOPs over achievable compute.
+
+Decode is memory-bound at small batch (../shared/reference/README.md s3): each token reads the
+weights its layers touch and every user's KV cache. The step takes the larger of the memory time
+and the compute time, plus a fixed per-step cost (kernel launches, sampling) that dominates small
+models on fast GPUs. Achievable fractions of peak come from planner/catalog/calibration.yaml,
+fitted to the measured decode tables.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from planner.estimate.kv_cache import estimate_cached_tokens, estimate_kv_bytes_per_token_layer
+from planner.estimate.memory import estimate_shard_fraction
+from planner.estimate.weights import WeightEstimate
+from planner.schemas.hardware import HardwareSpec
+from planner.schemas.model import ModelSpec
+from planner.schemas.precision import PrecisionMix
+
+PLAIN_BITS = 16  # formats at 16 bits or more read at the plain-kernel efficiency
+
+
+@dataclass(frozen=True)
+class SpeedCalibration:
+    """Achievable fractions of a device class's peaks, and fixed costs (fitted, see docs/speed.md)."""
+
+    plain_bandwidth_efficiency: float  # 16-bit weights and KV
+    quantized_bandwidth_efficiency: float  # block-quantised weights (dequantised on the fly)
+    compute_efficiency: float  # of the dense fp16 peak
+    step_overhead_s: float  # per decode step, whatever the model size
+    hop_overhead_s: float  # per pipeline hop (synchronisation between devices)
+
+
+@dataclass(frozen=True)
+class StageTime:
+    """One decode step of one pipeline stage on one device."""
+
+    memory_s: float
+    compute_s: float
+    overhead_s: float
+    weight_bytes: float
+    kv_bytes: float
+
+    @property
+    def total_s(self) -> float:
+        return self.overhead_s + max(self.memory_s, self.compute_s)
+
+    @property
+    def bound(self) -> str:
+        return "memory bandwidth" if self.memory_s >= self.compute_s else "compute"
+
+
+def estimate_expert_fraction_touched(model: ModelSpec, batch: int) -> float:
+    """Expected share of a layer's routed experts that `batch` tokens touch, routing uniform:
+    1 - (1 - k/E)^batch (one token touches k of E; a batch touches more distinct experts)."""
+    if model.moe is None:
+        return 1.0
+    share = model.moe.experts_per_token / model.moe.num_experts
+    return 1.0 - (1.0 - share) ** batch
+
+
+def _touched_weight_bytes(
+    weights: WeightEstimate, model: ModelSpec, layers: range, first: bool, last: bool, tp: int, batch: int
+) -> tuple[float, float, float]:
+    """(plain bytes, quantised bytes, active parameters) one rank reads per decode step."""
+    plain = quantised = params = 0.0
+    touched = estimate_expert_fraction_touched(model, batch)
+    per_token = estimate_expert_fraction_touched(model, 1)
+    for item in weights.tensors:
+        tensor = item.tensor
+        if tensor.layer is None:
+            # Decode reads one embedding row per token, and the whole lm_head.
+            if tensor.kind == "token_embd":
+                if not (last and model.tie_word_embeddings):
+                    continue
+            elif not last:
+                continue
+        elif tensor.layer not in layers:
+            continue
+        share = estimate_shard_fraction(tensor, model, tp)
+        if tensor.component == "experts":
+            share *= touched
+        size = item.bytes * share
+        if item.bits_per_weight >= PLAIN_BITS:
+            plain += size
+        else:
+            quantised += size
+        params += tensor.params * share * (per_token / touched if tensor.component == "experts" else 1.0)
+    return plain, quantised, params
+
+
+def estimate_decode_stage_time(
+    model: ModelSpec,
+    mix: PrecisionMix,
+    weights: WeightEstimate,
+    device: HardwareSpec,
+    calibration: SpeedCalibration,
+    *,
+    layers: range,
+    first: bool,
+    last: bool,
+    tensor_parallel_size: int = 1,
+    batch: int = 1,
+    context: int = 1,
+) -> StageTime:
+    """Time of one decode step (one new token for each of `batch` users) on one rank of a stage."""
+    plain, quantised, active_params = _touched_weight_bytes(weights, model, layers, first, last, tensor_parallel_size, batch)
+    kv_per_layer = estimate_kv_bytes_per_token_layer(model, mix.kv_cache_dtype, tensor_parallel_size)
+    kv = batch * kv_per_layer * sum(estimate_cached_tokens(model, i, context) for i in layers)
+    bandwidth = device.memory_bandwidth_gb_s * 1e9
+    memory_s = (plain + kv) / (bandwidth * calibration.plain_bandwidth_efficiency) + quantised / (
+        bandwidth * calibration.quantized_bandwidth_efficiency
+    )
+    heads_per_rank = model.num_attention_heads / tensor_parallel_size
+    attention_flops = 4 * batch * heads_per_rank * model.head_dim * sum(estimate_cached_tokens(model, i, context) for i in layers)
+    flops = 2 * active_params * batch + attention_flops
+    compute_s = flops / (device.fp16_tflops * 1e12 * calibration.compute_efficiency)
+    return StageTime(memory_s, compute_s, calibration.step_overhead_s, plain + quantised, kv)
+
+
+def estimate_prefill_stage_time(
+    model: ModelSpec,
+    weights: WeightEstimate,
+    device: HardwareSpec,
+    calibration: SpeedCalibration,
+    *,
+    layers: range,
+    last: bool,
+    tensor_parallel_size: int = 1,
+    prompt_tokens: int,
+) -> float:
+    """Seconds to prefill one prompt through a stage: compute-bound, 2 x active parameters per
+    token plus attention's quadratic term 2 x s^2 x heads x head_dim per layer (causal: half of 4)."""
+    _, _, active = _touched_weight_bytes(weights, model, layers, True, last, tensor_parallel_size, 1)
+    heads = model.num_attention_heads / tensor_parallel_size
+    attention = sum(2 * heads * model.head_dim * prompt_tokens * min(prompt_tokens, estimate_cached_tokens(model, i, prompt_tokens))
+                    for i in layers)
+    flops = 2 * active * prompt_tokens + attention
+    return flops / (device.fp16_tflops * 1e12 * calibration.compute_efficiency)
+
+
+def estimate_allreduce_s(message_bytes: float, ranks: int, bandwidth_gb_s: float, latency_us: float) -> float:
+    """Ring all-reduce: 2(t-1)/t of the message over the link, plus 2(t-1) latencies."""
+    if ranks <= 1:
+        return 0.0
+    return 2 * (ranks - 1) / ranks * message_bytes / (bandwidth_gb_s * 1e9) + 2 * (ranks - 1) * latency_us * 1e-6
+
+
+def estimate_hop_s(message_bytes: float, bandwidth_gb_s: float, latency_us: float, calibration: SpeedCalibration) -> float:
+    """A pipeline hop: the activations over the link, its latency and the engine's synchronisation."""
+    return message_bytes / (bandwidth_gb_s * 1e9) + latency_us * 1e-6 + calibration.hop_overhead_s
+
+
+HBM_BANDWIDTH_GB_S = 1500  # above this a discrete GPU has stacked (HBM) memory in today's catalog
+
+
+def calibration_class(device: HardwareSpec) -> str:
+    """The device class whose fitted efficiencies apply: apple-silicon, soc, or
+    <vendor>-hbm / <vendor>-gddr for discrete GPUs (by memory bandwidth)."""
+    if device.speed_class:
+        return device.speed_class
+    if device.kind != "gpu":
+        return device.kind
+    return f"{device.vendor}-{'hbm' if device.memory_bandwidth_gb_s >= HBM_BANDWIDTH_GB_S else 'gddr'}"

@@ -1,0 +1,38 @@
+"""Fitted speed-model efficiencies per device class (planner/catalog/calibration.yaml)."""
+
+from __future__ import annotations
+
+import functools
+from importlib import resources
+
+from planner.estimate.speed import SpeedCalibration, calibration_class
+from planner.loaders.yamlfile import parse_yaml_text
+from planner.schemas.hardware import HardwareSpec
+
+
+@functools.cache
+def load_calibration() -> dict[str, SpeedCalibration]:
+    """Every device class's calibration; classes without measurements borrow another's."""
+    text = resources.files("planner.catalog").joinpath("calibration.yaml").read_text(encoding="utf-8")
+    data = parse_yaml_text(text, "planner/catalog/calibration.yaml").data["classes"]
+    out: dict[str, SpeedCalibration] = {}
+    for name, entry in data.items():
+        if "borrow" in entry:
+            continue
+        out[name] = SpeedCalibration(
+            plain_bandwidth_efficiency=entry["plain_bandwidth_efficiency"],
+            quantized_bandwidth_efficiency=entry["quantized_bandwidth_efficiency"],
+            compute_efficiency=entry["compute_efficiency"],
+            step_overhead_s=entry["step_overhead_ms"] / 1000,
+            hop_overhead_s=entry["hop_overhead_ms"] / 1000,
+        )
+    for name, entry in data.items():
+        if "borrow" in entry:
+            out[name] = out[entry["borrow"]]
+    return out
+
+
+def find_calibration(device: HardwareSpec) -> SpeedCalibration:
+    """The calibration for a device (the generic GPU class when its own is missing)."""
+    table = load_calibration()
+    return table.get(calibration_class(device)) or table["other-gpu"]
