@@ -12,7 +12,6 @@ from dataclasses import dataclass
 
 from planner.estimate.seed import classify_decode_speed
 from planner.estimate.speed import (
-    SpeedCalibration,
     estimate_allreduce_s,
     estimate_decode_stage_time,
     estimate_hop_s,
@@ -22,6 +21,7 @@ from planner.estimate.weights import WeightEstimate
 from planner.schemas.hardware import HardwareSpec
 from planner.schemas.model import ModelSpec
 from planner.schemas.precision import PrecisionMix
+from planner.schemas.speed import SpeedCalibration
 
 ACTIVATION_BYTES = 2
 

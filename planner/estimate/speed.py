@@ -17,19 +17,9 @@ from planner.estimate.weights import WeightEstimate
 from planner.schemas.hardware import HardwareSpec
 from planner.schemas.model import ModelSpec
 from planner.schemas.precision import PrecisionMix
+from planner.schemas.speed import SpeedCalibration
 
 PLAIN_BITS = 16  # formats at 16 bits or more read at the plain-kernel efficiency
-
-
-@dataclass(frozen=True)
-class SpeedCalibration:
-    """Achievable fractions of a device class's peaks, and fixed costs (fitted, see docs/speed.md)."""
-
-    plain_bandwidth_efficiency: float  # 16-bit weights and KV
-    quantized_bandwidth_efficiency: float  # block-quantised weights (dequantised on the fly)
-    compute_efficiency: float  # of the dense fp16 peak
-    step_overhead_s: float  # per decode step, whatever the model size
-    hop_overhead_s: float  # per pipeline hop (synchronisation between devices)
 
 
 @dataclass(frozen=True)
@@ -152,14 +142,7 @@ def estimate_hop_s(message_bytes: float, bandwidth_gb_s: float, latency_us: floa
     return message_bytes / (bandwidth_gb_s * 1e9) + latency_us * 1e-6 + calibration.hop_overhead_s
 
 
-HBM_BANDWIDTH_GB_S = 1500  # above this a discrete GPU has stacked (HBM) memory in today's catalog
-
 
 def calibration_class(device: HardwareSpec) -> str:
-    """The device class whose fitted efficiencies apply: apple-silicon, soc, or
-    <vendor>-hbm / <vendor>-gddr for discrete GPUs (by memory bandwidth)."""
-    if device.speed_class:
-        return device.speed_class
-    if device.kind != "gpu":
-        return device.kind
-    return f"{device.vendor}-{'hbm' if device.memory_bandwidth_gb_s >= HBM_BANDWIDTH_GB_S else 'gddr'}"
+    """The device class whose fitted efficiencies apply (see HardwareSpec.calibration_class)."""
+    return device.calibration_class

@@ -5,9 +5,9 @@ from __future__ import annotations
 import functools
 from importlib import resources
 
-from planner.estimate.speed import SpeedCalibration, calibration_class
 from planner.loaders.yamlfile import parse_yaml_text
 from planner.schemas.hardware import HardwareSpec
+from planner.schemas.speed import SpeedCalibration
 
 
 @functools.cache
@@ -35,4 +35,4 @@ def load_calibration() -> dict[str, SpeedCalibration]:
 def find_calibration(device: HardwareSpec) -> SpeedCalibration:
     """The calibration for a device (the generic GPU class when its own is missing)."""
     table = load_calibration()
-    return table.get(calibration_class(device)) or table["other-gpu"]
+    return table.get(device.calibration_class) or table["other-gpu"]

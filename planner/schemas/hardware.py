@@ -62,5 +62,15 @@ class HardwareSpec(_Frozen):
         return self
 
     @property
+    def calibration_class(self) -> str:
+        """Speed-model class: speed_class if set, else apple-silicon / soc, or <vendor>-hbm /
+        <vendor>-gddr for discrete GPUs (memory bandwidth of 1,500 GB/s or more means stacked memory)."""
+        if self.speed_class:
+            return self.speed_class
+        if self.kind != "gpu":
+            return self.kind
+        return f"{self.vendor}-{'hbm' if self.memory_bandwidth_gb_s >= 1500 else 'gddr'}"
+
+    @property
     def bf16(self) -> float:
         return self.bf16_tflops or self.fp16_tflops
