@@ -96,6 +96,40 @@ def memory(**opts: Any) -> None:
     _emit(report, opts["fmt"], text)
 
 
+# ----------------------------------------------------------------------------- plan deploy
+@main.command()
+@click.option("--inventory", required=True, type=click.Path(dir_okay=False), help="Inventory YAML (see inventories/).")
+@click.option("--model", "model_name", required=True, metavar="NAME|PATH", help="Catalog name, HF repo id, config.json or a folder with one.")
+@click.option("--weights", default=None, metavar="FMT", help="Weight format [default: the checkpoint's dtype].")
+@click.option("--kv-cache", "kv_cache", default=None, metavar="FMT", help="KV-cache dtype [default: the checkpoint's dtype].")
+@click.option("--users", type=click.IntRange(min=1), default=1, show_default=True, help="Concurrent users.")
+@click.option("--context", type=click.IntRange(min=1), default=None, help="Tokens per user [default: 4096, capped at the model's maximum].")
+@click.option("--prompt-tokens", type=click.IntRange(min=1), default=None, help="Prompt length for time to first token [default: half the context].")
+@click.option("--prefill-chunk", type=click.IntRange(min=1), default=2048, show_default=True, help="Tokens per forward pass (vLLM max_num_batched_tokens).")
+@click.option("--min-tokens-per-s", type=click.FloatRange(min=0, min_open=True), default=None, help="Every user must decode at least this fast.")
+@click.option("--objective", type=click.Choice(["throughput", "latency", "cost", "devices"]), default="throughput", show_default=True)
+@click.option("--gpu-memory-utilization", type=click.FloatRange(0, 1, min_open=True), default=0.9, show_default=True, help="Share of GPU memory the engine takes (vLLM).")
+@click.option("--overhead", type=click.FloatRange(0, 1), default=0.0, show_default=True, help="The seed's O on weights, on top of the engine accounting.")
+@click.option("--runtime-reserve-gib", type=click.FloatRange(min=0), default=None, help="Per-device memory outside the engine [default: 0.35].")
+@click.option("--time-limit", type=click.FloatRange(min=0.1), default=60.0, show_default=True, help="Solver wall-clock limit, seconds.")
+@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Also write the plan (YAML, or JSON for *.json) here, atomically.")
+@FORMAT_OPTION
+@_handle_errors
+def deploy(**opts: Any) -> None:
+    """Choose devices and a split (replicas, pipeline stages, tensor parallelism) and predict speed."""
+    from planner.commands.deploy import run_deploy
+
+    data, text, code = run_deploy(opts)
+    _emit(data, opts["fmt"], text)
+    if opts["output"]:
+        import yaml
+
+        body = json.dumps(data, indent=2) + "\n" if opts["output"].endswith(".json") else yaml.safe_dump(data, sort_keys=False, width=120)
+        _write_atomically(opts["output"], body)
+    if code:
+        sys.exit(code)
+
+
 # ----------------------------------------------------------------------------- plan models
 @main.group()
 def models() -> None:
@@ -224,6 +258,18 @@ def inventory_detect(from_file: str | None, source_format: str | None, node_name
 @main.group()
 def schema() -> None:
     """JSON Schemas of the files the planner reads and writes."""
+
+
+@schema.command("plan")
+@_handle_errors
+def schema_plan() -> None:
+    """The JSON Schema of plan files (`plan deploy --format json` / `-o`)."""
+    from planner.schemas.plan import PlanOut
+
+    schema = PlanOut.model_json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "planner plan"
+    click.echo(json.dumps(schema, indent=2))
 
 
 @schema.command("inventory")

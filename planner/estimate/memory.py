@@ -24,7 +24,7 @@ from planner.estimate.activations import (
 from planner.estimate.kv_cache import estimate_kv_cache_bytes, estimate_kv_heads_per_rank
 from planner.estimate.optimizer import estimate_optimizer_state_bytes
 from planner.estimate.parameters import TensorCount
-from planner.estimate.weights import TensorBytes, estimate_weight_bytes
+from planner.estimate.weights import TensorBytes, WeightEstimate, estimate_weight_bytes
 from planner.schemas.model import ModelSpec
 from planner.schemas.precision import PrecisionMix
 from planner.schemas.workload import Parallelism, ServeWorkload, TrainWorkload
@@ -110,28 +110,62 @@ def _stage_tensors(items: tuple[TensorBytes, ...], model: ModelSpec, stage: int,
     return [item for item in items if _on_stage(item.tensor, model, stage, stages)]
 
 
+def estimate_stage_memory(
+    model: ModelSpec,
+    mix: PrecisionMix,
+    weights: WeightEstimate,
+    *,
+    stage: int,
+    layers: range,
+    first: bool,
+    last: bool,
+    tensor_parallel_size: int,
+    users: int,
+    context: int,
+    prefill_chunk: int,
+    overhead_factor: float,
+    runtime_reserve_bytes: int,
+) -> DeviceMemory:
+    """Memory one device of a serving stage needs: its share of the stage's weights, the KV cache
+    of its layers for every user of the replica, the prefill peak (and logits on the last stage)."""
+    t = tensor_parallel_size
+    w = 0.0
+    for item in weights.tensors:
+        tensor = item.tensor
+        if tensor.layer is not None:
+            on_stage = tensor.layer in layers
+        elif tensor.kind == "token_embd":
+            on_stage = first or (last and model.tie_word_embeddings)
+        else:
+            on_stage = last
+        if on_stage:
+            w += item.bytes * estimate_shard_fraction(tensor, model, t)
+    kv = estimate_kv_cache_bytes(model, mix.kv_cache_dtype, context=context, users=users, layers=layers, tensor_parallel_size=t)
+    act = estimate_prefill_activation_bytes(model, min(prefill_chunk, context * users), t, layers)
+    if last:
+        act += estimate_logits_bytes(model, users)
+    return DeviceMemory(
+        stage=stage, layers=(layers.start, layers.stop), weights_bytes=w, kv_cache_bytes=kv, activations_bytes=act,
+        overhead_bytes=overhead_factor * w + runtime_reserve_bytes,
+    )
+
+
 def estimate_serving_memory(
     model: ModelSpec, mix: PrecisionMix, workload: ServeWorkload, parallelism: Parallelism | None = None
 ) -> MemoryEstimate:
     """Memory per device to serve `workload.users` sequences of `workload.context` tokens."""
     parallelism = parallelism or Parallelism()
-    t = parallelism.tensor_parallel_size
     stages = split_layers(model.num_layers, parallelism.pipeline_parallel_size)
     weights = estimate_weight_bytes(model, mix)
-    chunk = min(workload.prefill_chunk, workload.context * workload.users)
-    devices = []
-    for s, layers in enumerate(stages):
-        w = sum(i.bytes * estimate_shard_fraction(i.tensor, model, t) for i in _stage_tensors(weights.tensors, model, s, stages))
-        kv = estimate_kv_cache_bytes(
-            model, mix.kv_cache_dtype, context=workload.context, users=workload.users, layers=layers, tensor_parallel_size=t
+    devices = [
+        estimate_stage_memory(
+            model, mix, weights, stage=s, layers=layers, first=s == 0, last=s == len(stages) - 1,
+            tensor_parallel_size=parallelism.tensor_parallel_size, users=workload.users, context=workload.context,
+            prefill_chunk=workload.prefill_chunk, overhead_factor=workload.overhead_factor,
+            runtime_reserve_bytes=workload.runtime_reserve_bytes,
         )
-        act = estimate_prefill_activation_bytes(model, chunk, t, layers)
-        if s == len(stages) - 1:
-            act += estimate_logits_bytes(model, workload.users)
-        devices.append(DeviceMemory(
-            stage=s, layers=(layers.start, layers.stop), weights_bytes=w, kv_cache_bytes=kv, activations_bytes=act,
-            overhead_bytes=workload.overhead_factor * w + workload.runtime_reserve_bytes,
-        ))
+        for s, layers in enumerate(stages)
+    ]
     return MemoryEstimate(tuple(devices), parallelism)
 
 

@@ -1,0 +1,320 @@
+"""Replica recipes: an ordered chain of stages (unit type + contiguous layers) with a number of
+users, its memory fit checked and its speed computed. The solver only chooses how many copies of
+each recipe to run; every non-linear number is computed here."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+from functools import cached_property
+
+from planner.candidates.classes import DeviceClass, UnitType, build_device_classes, tp_options
+from planner.estimate.activations import estimate_logits_bytes, estimate_prefill_activation_bytes
+from planner.estimate.kv_cache import estimate_cached_tokens, estimate_kv_bytes_per_token_layer
+from planner.estimate.memory import estimate_shard_fraction
+from planner.estimate.performance import ReplicaSpeed, StagePlan, estimate_replica_speed
+from planner.estimate.weights import WeightEstimate, estimate_weight_bytes
+from planner.schemas.inventory import Cluster
+from planner.schemas.model import ModelSpec
+from planner.schemas.precision import PrecisionMix
+from planner.schemas.serving import ServeRequest
+from planner.schemas.speed import SpeedCalibration
+from planner.topology import Topology, build_topology
+
+MAX_TYPES_PER_RECIPE = 3
+MAX_COUNT_COMBINATIONS = 4000
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One pipeline stage of a recipe."""
+
+    unit: UnitType
+    first_layer: int
+    last_layer_exclusive: int
+    need_bytes: float  # per device of the stage
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """A replica layout with its users, memory and speed."""
+
+    index: int
+    stages: tuple[Stage, ...]
+    users: int
+    speed: ReplicaSpeed
+    kv_capacity_tokens: int
+    devices_by_class: tuple[tuple[int, int], ...]  # (class index, devices)
+    price_usd: float | None
+
+    @property
+    def devices(self) -> int:
+        return sum(n for _, n in self.devices_by_class)
+
+    @property
+    def tokens_per_s(self) -> float:
+        return self.speed.decode_tokens_per_s
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """A layout that was considered and why it cannot be used."""
+
+    layout: str
+    reason: str
+
+
+@dataclass
+class CandidateSet:
+    """Everything the solver chooses from."""
+
+    model: ModelSpec
+    mix: PrecisionMix
+    request: ServeRequest
+    cluster: Cluster
+    classes: list[DeviceClass]
+    units: list[UnitType]
+    recipes: list[Recipe] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+    user_values: list[int] = field(default_factory=list)
+
+
+class _Sizer:
+    """Per-layer bytes for each tensor-parallel size, computed once."""
+
+    def __init__(self, model: ModelSpec, mix: PrecisionMix, request: ServeRequest, weights: WeightEstimate) -> None:
+        self.model, self.mix, self.request, self.weights = model, mix, request, weights
+
+    @cached_property
+    def _tensors(self):
+        return self.weights.tensors
+
+    def layer_weights(self, tp: int) -> list[float]:
+        return self._layer_weights(tp)[0]
+
+    def outer(self, tp: int) -> tuple[float, float]:
+        """(embedding bytes, lm_head + final norm bytes) per rank."""
+        return self._layer_weights(tp)[1]
+
+    def _layer_weights(self, tp: int):
+        cache = self.__dict__.setdefault("_lw", {})
+        if tp not in cache:
+            per_layer = [0.0] * self.model.num_layers
+            embed = head = 0.0
+            for item in self._tensors:
+                size = item.bytes * estimate_shard_fraction(item.tensor, self.model, tp)
+                if item.tensor.layer is not None:
+                    per_layer[item.tensor.layer] += size
+                elif item.tensor.kind == "token_embd":
+                    embed += size
+                else:
+                    head += size
+            if self.model.tie_word_embeddings:
+                head += embed  # the last stage needs the (shared) matrix for the output projection
+            cache[tp] = (per_layer, (embed, head))
+        return cache[tp]
+
+    def layer_kv(self, tp: int, users: int) -> list[float]:
+        per_token = estimate_kv_bytes_per_token_layer(self.model, self.mix.kv_cache_dtype, tp)
+        return [users * per_token * estimate_cached_tokens(self.model, i, self.request.context) for i in range(self.model.num_layers)]
+
+    def fixed(self, tp: int, users: int, last: bool) -> float:
+        chunk = min(self.request.prefill_chunk, self.request.context * users)
+        act = estimate_prefill_activation_bytes(self.model, chunk, tp)
+        return act + (estimate_logits_bytes(self.model, users) if last else 0.0)
+
+
+def _user_values(users: int, max_replicas: int) -> list[int]:
+    """Users per replica worth considering: every even split ceil/floor(U / R), and 1."""
+    values = {1, users}
+    for replicas in range(1, min(users, max_replicas) + 1):
+        values.add(math.ceil(users / replicas))
+        values.add(users // replicas)
+    return sorted(v for v in values if v >= 1)
+
+
+def _fill(units: list[UnitType], users: int, sizer: _Sizer) -> list[tuple[int, int, float]] | str:
+    """Contiguous layers for `units` in order (fastest first): each takes as many layers as fit,
+    leaving at least one per remaining stage; the last takes the rest. Returns (start, end, need)
+    per stage, or the reason it does not fit."""
+    model = sizer.model
+    total = model.num_layers
+    start = 0
+    out = []
+    overhead = sizer.request.overhead_factor
+    for k, unit in enumerate(units):
+        first, last = k == 0, k == len(units) - 1
+        layer_w = sizer.layer_weights(unit.tp)
+        layer_kv = sizer.layer_kv(unit.tp, users)
+        embed, head = sizer.outer(unit.tp)
+        fixed_w = (embed if first else 0.0) + (head if last else 0.0)
+        fixed = sizer.fixed(unit.tp, users, last)
+        budget = unit.device_class.budget_bytes
+        need = fixed + fixed_w * (1 + overhead)
+        if last:
+            for i in range(start, total):
+                need += layer_w[i] * (1 + overhead) + layer_kv[i]
+            if need > budget:
+                return (f"stage {k} on {unit.key} needs {need / 1e9:,.1f} GB for layers {start}-{total - 1}, "
+                        f"it has {budget / 1e9:,.1f} GB")
+            out.append((start, total, need))
+            return out
+        end = start
+        limit = total - (len(units) - k - 1)
+        while end < limit:
+            extra = layer_w[end] * (1 + overhead) + layer_kv[end]
+            if need + extra > budget:
+                break
+            need += extra
+            end += 1
+        if end == start:
+            return f"stage {k} on {unit.key} cannot hold a single layer ({budget / 1e9:,.1f} GB budget)"
+        out.append((start, end, need))
+        start = end
+    return "no stages"
+
+
+def _speed_key(unit: UnitType, calibration: SpeedCalibration) -> float:
+    return unit.tp * unit.device_class.spec.memory_bandwidth_gb_s * calibration.quantized_bandwidth_efficiency
+
+
+class RecipeBuilder:
+    """Enumerates recipes for a cluster, model and request."""
+
+    def __init__(self, model: ModelSpec, mix: PrecisionMix, request: ServeRequest, cluster: Cluster,
+                 calibrations: dict[str, SpeedCalibration], topology: Topology | None = None) -> None:
+        self.model, self.mix, self.request, self.cluster = model, mix, request, cluster
+        self.calibrations = calibrations
+        self.topology = topology or build_topology(cluster)
+        self.weights = estimate_weight_bytes(model, mix)
+        self.sizer = _Sizer(model, mix, request, self.weights)
+        self.classes = build_device_classes(cluster, request)
+        self.units = [UnitType(c, t) for c in self.classes for t in tp_options(c, model)]
+        self._routes: dict[tuple[int, int, bool], tuple[float, float]] = {}
+
+    def calibration(self, unit: UnitType) -> SpeedCalibration:
+        return self.calibrations[unit.device_class.spec.calibration_class]
+
+    def _route(self, a: DeviceClass, b: DeviceClass, same_node: bool) -> tuple[float, float]:
+        key = (a.index, b.index, same_node)
+        if key not in self._routes:
+            if same_node or (a.index == b.index and len(a.nodes) == 1):
+                src, dst = a.device_ids[0][0], a.device_ids[0][-1]
+            elif a.index == b.index:
+                src, dst = a.device_ids[0][0], a.device_ids[1][0]
+            else:
+                src, dst = a.device_ids[0][0], b.device_ids[0][0]
+            route = self.topology.route(src, dst) if src != dst else None
+            self._routes[key] = (route.bandwidth_gb_s, route.latency_us) if route else (a.link.bandwidth_gb_s, a.link.latency_us)
+        return self._routes[key]
+
+    def _ordered(self, units: list[UnitType]) -> list[UnitType]:
+        return sorted(units, key=lambda u: (-_speed_key(u, self.calibration(u)), u.device_class.index, u.tp))
+
+    def build_recipe(self, units: list[UnitType], users: int, index: int) -> Recipe | str:
+        """A recipe from units (any order) and users, or the reason it cannot be built."""
+        ordered = self._ordered(units)
+        filled = _fill(ordered, users, self.sizer)
+        if isinstance(filled, str):
+            return filled
+        plans = []
+        used_in_node: dict[int, int] = {}
+        for k, (unit, (start, end, _)) in enumerate(zip(ordered, filled)):
+            cls = unit.device_class
+            tp_bw, tp_lat = self._route(cls, cls, True) if unit.tp > 1 else (0.0, 0.0)
+            next_bw = next_lat = 0.0
+            used_in_node[cls.index] = used_in_node.get(cls.index, 0) + unit.tp
+            if k + 1 < len(ordered):
+                nxt = ordered[k + 1].device_class
+                same = nxt.index == cls.index and used_in_node[cls.index] + ordered[k + 1].tp <= cls.devices_per_node
+                next_bw, next_lat = self._route(cls, nxt, same)
+            plans.append(StagePlan(cls.spec, range(start, end), unit.tp, self.calibration(unit), tp_bw, tp_lat, next_bw, next_lat))
+        speed = estimate_replica_speed(self.model, self.mix, self.weights, plans, users=users, context=self.request.context,
+                                       prompt_tokens=self.request.prompt_tokens)
+        if self.request.min_tokens_per_s and speed.decode_tokens_per_s_per_user < self.request.min_tokens_per_s:
+            return (f"{speed.decode_tokens_per_s_per_user:,.1f} tokens/s per user, below the "
+                    f"{self.request.min_tokens_per_s:g} asked for")
+        capacity = self._kv_capacity(ordered, filled, users)
+        by_class: dict[int, int] = {}
+        for unit in ordered:
+            by_class[unit.device_class.index] = by_class.get(unit.device_class.index, 0) + unit.tp
+        prices = [self._price(unit.device_class) for unit in ordered]
+        price = None if any(p is None for p in prices) else sum(p * u.tp for p, u in zip(prices, ordered))
+        stages = tuple(Stage(u, s, e, need) for u, (s, e, need) in zip(ordered, filled))
+        return Recipe(index, stages, users, speed, capacity, tuple(sorted(by_class.items())), price)
+
+    def _price(self, cls: DeviceClass) -> float | None:
+        device = next(d for d in self.cluster.devices if d.id == cls.device_ids[0][0])
+        return device.price_usd
+
+    def _kv_capacity(self, units: list[UnitType], filled: list[tuple[int, int, float]], users: int) -> int:
+        """Tokens of context the replica's free memory holds (the tightest stage decides, in whole pages)."""
+        tokens = None
+        for unit, (start, end, need) in zip(units, filled):
+            per_token = estimate_kv_bytes_per_token_layer(self.model, self.mix.kv_cache_dtype, unit.tp) * (end - start)
+            kv_now = sum(self.sizer.layer_kv(unit.tp, users)[start:end])
+            free = unit.device_class.budget_bytes - (need - kv_now)
+            page = per_token * self.request.block_size
+            stage_tokens = int(free // page) * self.request.block_size if page > 0 else 0
+            tokens = stage_tokens if tokens is None else min(tokens, stage_tokens)
+        return tokens or 0
+
+    def build(self) -> CandidateSet:
+        """Every recipe worth considering, and every rejection with its reason."""
+        out = CandidateSet(self.model, self.mix, self.request, self.cluster, self.classes, self.units)
+        if not self.units:
+            out.rejections.append(Rejection("any layout", "no device class supports a legal tensor-parallel size"))
+            return out
+        total_devices = sum(c.devices for c in self.classes)
+        out.user_values = _user_values(self.request.users, total_devices)
+        seen: set[tuple] = set()
+        for users in out.user_values:
+            minimal: dict[int, int] = {}
+            for ui, unit in enumerate(self.units):
+                for count in range(1, unit.available + 1):
+                    result = self.build_recipe([unit] * count, users, len(out.recipes))
+                    if isinstance(result, Recipe):
+                        minimal[ui] = count
+                        self._add(out, result, seen)
+                        break
+                    if count == unit.available:
+                        out.rejections.append(Rejection(f"{count}x {unit.key} for {users} user(s)", result))
+            self._mixed(out, users, minimal, seen)
+        return out
+
+    def _add(self, out: CandidateSet, recipe: Recipe, seen: set[tuple]) -> None:
+        key = (tuple((s.unit.key, s.first_layer, s.last_layer_exclusive) for s in recipe.stages), recipe.users)
+        if key in seen:
+            return
+        seen.add(key)
+        out.recipes.append(Recipe(len(out.recipes), recipe.stages, recipe.users, recipe.speed, recipe.kv_capacity_tokens,
+                                  recipe.devices_by_class, recipe.price_usd))
+
+    def _mixed(self, out: CandidateSet, users: int, minimal: dict[int, int], seen: set[tuple]) -> None:
+        """Pipelines over 2-3 unit types of different classes, with the smallest counts that fit."""
+        types = list(range(len(self.units)))
+        for size in range(2, min(MAX_TYPES_PER_RECIPE, len(types)) + 1):
+            for combo in itertools.combinations(types, size):
+                classes = [self.units[i].device_class.index for i in combo]
+                if len(set(classes)) < size:
+                    continue
+                caps = [min(self.units[i].available, minimal.get(i, self.units[i].available)) for i in combo]
+                counts_space = list(itertools.product(*[range(1, c + 1) for c in caps]))
+                if len(counts_space) > MAX_COUNT_COMBINATIONS:
+                    counts_space = counts_space[:MAX_COUNT_COMBINATIONS]
+                fitted: list[tuple[int, ...]] = []
+                for counts in counts_space:
+                    if any(all(f[j] <= counts[j] for j in range(size)) for f in fitted):
+                        continue  # a smaller layout already fits; more devices would only add hops
+                    units = [self.units[i] for i, c in zip(combo, counts) for _ in range(c)]
+                    result = self.build_recipe(units, users, len(out.recipes))
+                    if isinstance(result, Recipe):
+                        fitted.append(counts)
+                        self._add(out, result, seen)
+
+
+def build_candidates(model: ModelSpec, mix: PrecisionMix, request: ServeRequest, cluster: Cluster,
+                     calibrations: dict[str, SpeedCalibration], topology: Topology | None = None) -> CandidateSet:
+    """All recipes for serving `model` on `cluster`."""
+    return RecipeBuilder(model, mix, request, cluster, calibrations, topology).build()

@@ -1,0 +1,148 @@
+"""Why a request cannot be planned, in the user's terms, and the smallest changes that would fit.
+
+Each suggested change is computed: the request is re-planned with the change and kept only when
+a plan then exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from planner.candidates.recipes import CandidateSet, build_candidates
+from planner.estimate.engine import estimate_engine_budget_bytes
+from planner.estimate.kv_cache import estimate_kv_cache_bytes
+from planner.estimate.weights import estimate_weight_bytes
+from planner.schemas.hardware import HardwareSpec
+from planner.schemas.inventory import Cluster, Device, NetworkLink, Node
+from planner.schemas.link import LinkSpec
+from planner.schemas.model import ModelSpec
+from planner.schemas.precision import PrecisionFormat, PrecisionMix
+from planner.schemas.serving import ServeRequest
+from planner.schemas.speed import SpeedCalibration
+from planner.solver.solve import SolveStatus, heuristic_copies, solve_candidates
+from planner.units import GiB
+
+WEIGHT_LADDER = ("fp8", "int8", "q8_0", "q6_k", "q5_k_m", "int4", "q4_k_m", "q3_k_m", "q2_k")
+KV_LADDER = ("fp8", "q8_0", "int8", "int4", "q4_0")
+MAX_DEVICES_TO_ADD = 16
+
+
+def is_feasible(model: ModelSpec, mix: PrecisionMix, request: ServeRequest, cluster: Cluster,
+                calibrations: dict[str, SpeedCalibration]) -> bool:
+    """True when some plan serves every user (a quick heuristic first, then a short solve)."""
+    candidates = build_candidates(model, mix, request, cluster, calibrations)
+    if not candidates.recipes:
+        return False
+    if heuristic_copies(candidates):
+        return True
+    return solve_candidates(candidates, time_limit_s=5.0).status in (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE)
+
+
+def explain_binding(candidates: CandidateSet) -> list[str]:
+    """The binding constraint: total memory, a single device, or the speed floor."""
+    model, mix, request, cluster = candidates.model, candidates.mix, candidates.request, candidates.cluster
+    weights = estimate_weight_bytes(model, mix).total_bytes
+    kv = estimate_kv_cache_bytes(model, mix.kv_cache_dtype, context=request.context, users=request.users)
+    budget = sum(max(0.0, estimate_engine_budget_bytes(d, request)) for d in cluster.devices)
+    lines = [
+        f"{model.name} in {mix.weights.id} needs {weights / 1e9:,.1f} GB of weights plus {kv / 1e9:,.1f} GB of "
+        f"{mix.kv_cache_dtype.id} KV cache for {request.users} user(s) at {request.context:,} tokens; the inventory's "
+        f"engines may use {budget / 1e9:,.1f} GB in all ({len(cluster.devices)} devices)."
+    ]
+    reasons: list[str] = []
+    for rejection in candidates.rejections:
+        if rejection.reason not in reasons:
+            reasons.append(rejection.reason)
+    for reason in reasons[:3]:
+        lines.append(f"  - {reason}")
+    if candidates.recipes:
+        lines.append("  - layouts exist for fewer users per replica, but not enough devices to serve every user with them")
+    return lines
+
+
+def _first_fitting(options: list, build: Callable[[object], bool]) -> object | None:
+    for option in options:
+        if build(option):
+            return option
+    return None
+
+
+def _largest(low: int, high: int, fits: Callable[[int], bool]) -> int | None:
+    """The largest value in [low, high] that fits, assuming fitting is monotone; None if low fails."""
+    if high < low or not fits(low):
+        return None
+    while low < high:
+        middle = (low + high + 1) // 2
+        if fits(middle):
+            low = middle
+        else:
+            high = middle - 1
+    return low
+
+
+def _with_devices(cluster: Cluster, spec: HardwareSpec, count: int, link: LinkSpec, intra: LinkSpec) -> Cluster:
+    node = "added"
+    devices = tuple(Device(id=f"{node}/gpu{i}", node=node, index=i, spec=spec, memory_bytes=int(spec.memory_gib * GiB),
+                           usable_bytes=int(spec.memory_gib * GiB * spec.gpu_memory_fraction), price_usd=spec.price.usd if spec.price else None)
+                    for i in range(count))
+    links = cluster.links + tuple(NetworkLink(a=n.name, b=node, link=link) for n in cluster.nodes[:1])
+    return Cluster(name=cluster.name, nodes=cluster.nodes + (Node(name=node, devices=devices, interconnect=intra),),
+                   links=links, source=cluster.source)
+
+
+def explain_changes(
+    model: ModelSpec, mix: PrecisionMix, request: ServeRequest, cluster: Cluster, calibrations: dict[str, SpeedCalibration],
+    *, weight_formats: dict[str, PrecisionFormat], kv_formats: dict[str, PrecisionFormat], hardware: list[HardwareSpec],
+    links: dict[str, LinkSpec],
+) -> list[str]:
+    """Smallest changes that would fit, each verified by re-planning."""
+    out: list[str] = []
+
+    def feasible(new_mix: PrecisionMix = mix, new_request: ServeRequest = request, new_cluster: Cluster = cluster) -> bool:
+        return is_feasible(model, new_mix, new_request, new_cluster, calibrations)
+
+    current_bits = estimate_weight_bytes(model, mix).bits_per_weight(max(1, sum(t.tensor.params for t in estimate_weight_bytes(model, mix).tensors)))
+    lower = []
+    for name in WEIGHT_LADDER:
+        fmt = weight_formats[name]
+        candidate = mix.model_copy(update={"weights": fmt})
+        bits = estimate_weight_bytes(model, candidate).bits_per_weight(sum(t.tensor.params for t in estimate_weight_bytes(model, candidate).tensors))
+        if bits < current_bits - 0.01:
+            lower.append((name, candidate))
+    found = _first_fitting(lower, lambda item: feasible(new_mix=item[1]))
+    if found:
+        out.append(f"weights in {found[0]} (--weights {found[0]})")
+    kv_lower = [(n, mix.model_copy(update={"kv_cache_dtype": kv_formats[n]})) for n in KV_LADDER
+                if kv_formats[n].bits_per_weight(model.head_dim) < mix.kv_cache_dtype.bits_per_weight(model.head_dim) - 0.01]
+    found = _first_fitting(kv_lower, lambda item: feasible(new_mix=item[1]))
+    if found:
+        out.append(f"KV cache in {found[0]} (--kv-cache {found[0]})")
+    context = _largest(1, request.context - 1, lambda c: feasible(new_request=request.model_copy(update={"context": c})))
+    if context:
+        out.append(f"context up to {context:,} tokens for {request.users} user(s) (--context {context})")
+    users = _largest(1, request.users - 1, lambda u: feasible(new_request=request.model_copy(update={"users": u})))
+    if users:
+        out.append(f"up to {users} user(s) at {request.context:,} tokens (--users {users})")
+    network = cluster.links[0].link if cluster.links else links["ethernet-100g"]
+    priced = sorted((h for h in hardware if h.price and h.kind == "gpu"), key=lambda h: (h.price.usd, h.id))[:12]
+    added = 0
+    for spec in priced:
+        intra = links["nvswitch"] if (spec.nvlink_bandwidth_gb_s or 0) >= 600 else links["pcie-4"]
+        count = _largest(1, MAX_DEVICES_TO_ADD, lambda k: not feasible(new_cluster=_with_devices(cluster, spec, k, network, intra)))
+        need = 1 if count is None else count + 1
+        if need <= MAX_DEVICES_TO_ADD and feasible(new_cluster=_with_devices(cluster, spec, need, network, intra)):
+            out.append(f"add {need}x {spec.id} in a new machine ({need * spec.price.usd:,.0f} USD at {spec.price.date} prices)")
+            added += 1
+            if added == 3:
+                break
+    if request.min_tokens_per_s and len(cluster.nodes) > 1:
+        for node in cluster.nodes:
+            rest = Cluster(name=cluster.name, nodes=tuple(n for n in cluster.nodes if n.name != node.name),
+                           links=tuple(link for link in cluster.links if node.name not in (link.a, link.b)), source=cluster.source)
+            try:
+                ok = feasible(new_cluster=rest)
+            except Exception:  # a cluster without links between its remaining nodes
+                ok = False
+            if ok:
+                out.append(f"drop node {node.name} (its devices slow the pipeline below {request.min_tokens_per_s:g} tokens/s)")
+    return out
