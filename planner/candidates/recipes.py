@@ -24,6 +24,7 @@ from planner.topology import Topology, build_topology
 
 MAX_TYPES_PER_RECIPE = 3
 MAX_COUNT_COMBINATIONS = 4000
+SMALL_CLUSTER_DEVICES = 64  # up to this size every mix of device types is tried
 
 
 @dataclass(frozen=True)
@@ -116,13 +117,20 @@ class _Sizer:
         return cache[tp]
 
     def layer_kv(self, tp: int, users: int) -> list[float]:
-        per_token = estimate_kv_bytes_per_token_layer(self.model, self.mix.kv_cache_dtype, tp)
-        return [users * per_token * estimate_cached_tokens(self.model, i, self.request.context) for i in range(self.model.num_layers)]
+        cache = self.__dict__.setdefault("_kv", {})
+        if (tp, users) not in cache:
+            per_token = estimate_kv_bytes_per_token_layer(self.model, self.mix.kv_cache_dtype, tp)
+            cache[(tp, users)] = [users * per_token * estimate_cached_tokens(self.model, i, self.request.context)
+                                  for i in range(self.model.num_layers)]
+        return cache[(tp, users)]
 
     def fixed(self, tp: int, users: int, last: bool) -> float:
-        chunk = min(self.request.prefill_chunk, self.request.context * users)
-        act = estimate_prefill_activation_bytes(self.model, chunk, tp)
-        return act + (estimate_logits_bytes(self.model, users) if last else 0.0)
+        cache = self.__dict__.setdefault("_fixed", {})
+        if (tp, users, last) not in cache:
+            chunk = min(self.request.prefill_chunk, self.request.context * users)
+            act = estimate_prefill_activation_bytes(self.model, chunk, tp)
+            cache[(tp, users, last)] = act + (estimate_logits_bytes(self.model, users) if last else 0.0)
+        return cache[(tp, users, last)]
 
 
 def _user_values(users: int, max_replicas: int) -> list[int]:
@@ -192,6 +200,7 @@ class RecipeBuilder:
         self.classes = build_device_classes(cluster, request)
         self.units = [UnitType(c, t) for c in self.classes for t in tp_options(c, model)]
         self._routes: dict[tuple[int, int, bool], tuple[float, float]] = {}
+        self._prices: dict[int, float | None] = {}
 
     def calibration(self, unit: UnitType) -> SpeedCalibration:
         return self.calibrations[unit.device_class.spec.calibration_class]
@@ -245,8 +254,10 @@ class RecipeBuilder:
         return Recipe(index, stages, users, speed, capacity, tuple(sorted(by_class.items())), price)
 
     def _price(self, cls: DeviceClass) -> float | None:
-        device = next(d for d in self.cluster.devices if d.id == cls.device_ids[0][0])
-        return device.price_usd
+        if cls.index not in self._prices:
+            device = next(d for d in self.cluster.devices if d.id == cls.device_ids[0][0])
+            self._prices[cls.index] = device.price_usd
+        return self._prices[cls.index]
 
     def _kv_capacity(self, units: list[UnitType], filled: list[tuple[int, int, float]], users: int) -> int:
         """Tokens of context the replica's free memory holds (the tightest stage decides, in whole pages)."""
@@ -272,16 +283,32 @@ class RecipeBuilder:
         for users in out.user_values:
             minimal: dict[int, int] = {}
             for ui, unit in enumerate(self.units):
-                for count in range(1, unit.available + 1):
-                    result = self.build_recipe([unit] * count, users, len(out.recipes))
-                    if isinstance(result, Recipe):
-                        minimal[ui] = count
-                        self._add(out, result, seen)
-                        break
-                    if count == unit.available:
-                        out.rejections.append(Rejection(f"{count}x {unit.key} for {users} user(s)", result))
-            self._mixed(out, users, minimal, seen)
+                found = self._smallest_pipeline(unit, users)
+                if isinstance(found, Recipe):
+                    minimal[ui] = len(found.stages)
+                    self._add(out, found, seen)
+                else:
+                    out.rejections.append(Rejection(f"{unit.key} for {users} user(s)", found))
+            self._mixed(out, users, minimal, seen, total_devices)
+        out.recipes = _without_dominated(out.recipes)
         return out
+
+    def _smallest_pipeline(self, unit: UnitType, users: int) -> Recipe | str:
+        """The fewest stages of `unit` that hold the model for `users` (binary search: more stages
+        of the same unit never hold less), or why even the most that exist do not."""
+        most = min(unit.available, self.model.num_layers)
+        largest = self.build_recipe([unit] * most, users, 0)
+        if not isinstance(largest, Recipe):
+            return f"{most} stage(s): {largest}"
+        low, high, best = 1, most, largest
+        while low < high:
+            middle = (low + high) // 2
+            result = self.build_recipe([unit] * middle, users, 0)
+            if isinstance(result, Recipe):
+                high, best = middle, result
+            else:
+                low = middle + 1
+        return best if len(best.stages) == low else self.build_recipe([unit] * low, users, 0)
 
     def _add(self, out: CandidateSet, recipe: Recipe, seen: set[tuple]) -> None:
         key = (tuple((s.unit.key, s.first_layer, s.last_layer_exclusive) for s in recipe.stages), recipe.users)
@@ -291,15 +318,24 @@ class RecipeBuilder:
         out.recipes.append(Recipe(len(out.recipes), recipe.stages, recipe.users, recipe.speed, recipe.kv_capacity_tokens,
                                   recipe.devices_by_class, recipe.price_usd))
 
-    def _mixed(self, out: CandidateSet, users: int, minimal: dict[int, int], seen: set[tuple]) -> None:
-        """Pipelines over 2-3 unit types of different classes, with the smallest counts that fit."""
+    def _mixed(self, out: CandidateSet, users: int, minimal: dict[int, int], seen: set[tuple], total_devices: int) -> None:
+        """Pipelines over 2-3 unit types of different classes, with the smallest counts that fit.
+        On large clusters only mixes that include a type unable to hold a replica alone are tried:
+        there, mixing is how weaker devices contribute at all."""
         types = list(range(len(self.units)))
+        weight_bytes = self.weights.total_bytes
         for size in range(2, min(MAX_TYPES_PER_RECIPE, len(types)) + 1):
             for combo in itertools.combinations(types, size):
                 classes = [self.units[i].device_class.index for i in combo]
                 if len(set(classes)) < size:
                     continue
-                caps = [min(self.units[i].available, minimal.get(i, self.units[i].available)) for i in combo]
+                if total_devices > SMALL_CLUSTER_DEVICES and all(i in minimal for i in combo):
+                    continue
+                caps = []
+                for i in combo:
+                    unit = self.units[i]
+                    enough = math.ceil(weight_bytes / max(unit.device_class.budget_bytes * unit.tp, 1.0)) + 1
+                    caps.append(min(unit.available, minimal.get(i, enough)))
                 counts_space = list(itertools.product(*[range(1, c + 1) for c in caps]))
                 if len(counts_space) > MAX_COUNT_COMBINATIONS:
                     counts_space = counts_space[:MAX_COUNT_COMBINATIONS]
@@ -312,6 +348,34 @@ class RecipeBuilder:
                     if isinstance(result, Recipe):
                         fitted.append(counts)
                         self._add(out, result, seen)
+
+
+def _without_dominated(recipes: list[Recipe]) -> list[Recipe]:
+    """Drop a recipe when another with the same users uses no more devices of any class, is at
+    least as fast and no more expensive; renumber the rest in order."""
+    keep: list[Recipe] = []
+    by_users: dict[int, list[Recipe]] = {}
+    for recipe in recipes:
+        by_users.setdefault(recipe.users, []).append(recipe)
+    dropped: set[int] = set()
+    for group in by_users.values():
+        for a in group:
+            if a.index in dropped:
+                continue
+            used_a = dict(a.devices_by_class)
+            for b in group:
+                if b is a or b.index in dropped:
+                    continue
+                used_b = dict(b.devices_by_class)
+                if (all(used_a.get(c, 0) <= used_b.get(c, 0) for c in set(used_a) | set(used_b))
+                        and a.tokens_per_s >= b.tokens_per_s and (a.price_usd or 0) <= (b.price_usd or 0)
+                        and (used_a, a.tokens_per_s) != (used_b, b.tokens_per_s)):
+                    dropped.add(b.index)
+    for recipe in recipes:
+        if recipe.index not in dropped:
+            keep.append(Recipe(len(keep), recipe.stages, recipe.users, recipe.speed, recipe.kv_capacity_tokens,
+                               recipe.devices_by_class, recipe.price_usd))
+    return keep
 
 
 def build_candidates(model: ModelSpec, mix: PrecisionMix, request: ServeRequest, cluster: Cluster,

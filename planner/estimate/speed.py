@@ -50,34 +50,56 @@ def estimate_expert_fraction_touched(model: ModelSpec, batch: int) -> float:
     return 1.0 - (1.0 - share) ** batch
 
 
-def _touched_weight_bytes(
-    weights: WeightEstimate, model: ModelSpec, layers: range, first: bool, last: bool, tp: int, batch: int
-) -> tuple[float, float, float]:
-    """(plain bytes, quantised bytes, active parameters) one rank reads per decode step."""
-    plain = quantised = params = 0.0
+def _per_layer_reads(weights: WeightEstimate, model: ModelSpec, tp: int, batch: int) -> tuple:
+    """Per-layer (plain bytes, quantised bytes, active parameters) one rank reads per decode step,
+    plus the same for the embedding row and the output head; cached on the WeightEstimate."""
+    cache = weights.derived.setdefault("decode_reads", {})
+    key = (model.name, tp, batch)
+    if key in cache:
+        return cache[key]
+    n = model.num_layers
+    plain, quant, params = [0.0] * n, [0.0] * n, [0.0] * n
+    head = [0.0, 0.0, 0.0]  # lm_head + final norm (and the tied embedding matrix)
     touched = estimate_expert_fraction_touched(model, batch)
     per_token = estimate_expert_fraction_touched(model, 1)
     for item in weights.tensors:
         tensor = item.tensor
-        if tensor.layer is None:
-            # Decode reads one embedding row per token, and the whole lm_head.
-            if tensor.kind == "token_embd":
-                if not (last and model.tie_word_embeddings):
-                    continue
-            elif not last:
-                continue
-        elif tensor.layer not in layers:
-            continue
+        if tensor.layer is None and tensor.kind == "token_embd" and not model.tie_word_embeddings:
+            continue  # decode reads one embedding row per token, not the matrix
         share = estimate_shard_fraction(tensor, model, tp)
+        active = share
         if tensor.component == "experts":
             share *= touched
+            active *= per_token
         size = item.bytes * share
-        if item.bits_per_weight >= PLAIN_BITS:
-            plain += size
-        else:
-            quantised += size
-        params += tensor.params * share * (per_token / touched if tensor.component == "experts" else 1.0)
-    return plain, quantised, params
+        slot = (plain, quant, params)
+        if tensor.layer is None:
+            index = 0 if item.bits_per_weight >= PLAIN_BITS else 1
+            head[index] += size
+            head[2] += tensor.params * active
+            continue
+        (slot[0] if item.bits_per_weight >= PLAIN_BITS else slot[1])[tensor.layer] += size
+        params[tensor.layer] += tensor.params * active
+    prefix = [[0.0] * (n + 1) for _ in range(3)]
+    for i in range(n):
+        for k, series in enumerate((plain, quant, params)):
+            prefix[k][i + 1] = prefix[k][i] + series[i]
+    cache[key] = (prefix, tuple(head))
+    return cache[key]
+
+
+def _touched_weight_bytes(
+    weights: WeightEstimate, model: ModelSpec, layers: range, first: bool, last: bool, tp: int, batch: int
+) -> tuple[float, float, float]:
+    """(plain bytes, quantised bytes, active parameters) one rank reads per decode step."""
+    prefix, head = _per_layer_reads(weights, model, tp, batch)
+    a, b = layers.start, layers.stop
+    plain = prefix[0][b] - prefix[0][a]
+    quant = prefix[1][b] - prefix[1][a]
+    params = prefix[2][b] - prefix[2][a]
+    if last:
+        plain, quant, params = plain + head[0], quant + head[1], params + head[2]
+    return plain, quant, params
 
 
 def estimate_decode_stage_time(

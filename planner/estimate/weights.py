@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from planner.estimate.parameters import TensorCount, estimate_model_tensors
 from planner.schemas.model import ModelSpec
@@ -30,6 +30,7 @@ class WeightEstimate:
     by_component: dict[Component, float]
     by_layer: tuple[float, ...]  # bytes of each transformer block
     outer_bytes: float  # embedding + final norm + lm_head
+    derived: dict = field(default_factory=dict, compare=False, repr=False)  # caches of sums derived from `tensors`
 
     @property
     def total_bytes(self) -> float:

@@ -38,7 +38,7 @@ class ObjectiveTerm:
     expression: cp_model.LinearExpr
 
 
-def _max_copies(recipe: Recipe, candidates: CandidateSet) -> int:
+def max_copies(recipe: Recipe, candidates: CandidateSet) -> int:
     limit = candidates.request.users // recipe.users
     for cls, devices in recipe.devices_by_class:
         limit = min(limit, candidates.classes[cls].devices // devices)
@@ -49,7 +49,7 @@ def add_copy_variables(model: cp_model.CpModel, candidates: CandidateSet) -> Var
     """One integer per recipe, bounded by users and devices, with a used flag."""
     v = Variables()
     for recipe in candidates.recipes:
-        bound = _max_copies(recipe, candidates)
+        bound = max_copies(recipe, candidates)
         v.copies[recipe.index] = model.NewIntVar(0, bound, f"copies[recipe={recipe.index}]")
         v.used[recipe.index] = model.NewBoolVar(f"used[recipe={recipe.index}]")
         model.Add(v.copies[recipe.index] >= 1).OnlyEnforceIf(v.used[recipe.index])

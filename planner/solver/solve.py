@@ -9,7 +9,7 @@ from enum import Enum
 from ortools.sat.python import cp_model
 
 from planner.candidates.recipes import CandidateSet
-from planner.solver.model import SPEED_SCALE, build_model, tie_breaker
+from planner.solver.model import SPEED_SCALE, build_model, max_copies, tie_breaker
 
 SPEED_TERMS = ("total_tokens_per_s", "slowest_user_speed")
 
@@ -81,7 +81,12 @@ def solve_candidates(candidates: CandidateSet, *, time_limit_s: float = 30.0) ->
     status = SolveStatus.OPTIMAL
     primary = None
     bound = None
-    stages = [(t.name, t.weight * t.expression) for t in terms] + [("tie_breaker", tie_breaker(v, candidates))]
+    # The last term and the tie-breaker share one solve: the tie-breaker's span (copies x recipes)
+    # is below the weight given to the last term, so it only decides between equal values.
+    tie = tie_breaker(v, candidates)
+    tie_span = sum((len(candidates.recipes) - r.index) * max_copies(r, candidates) for r in candidates.recipes) + 1
+    stages = [(t.name, t.weight * t.expression) for t in terms[:-1]]
+    stages.append((terms[-1].name, tie_span * terms[-1].weight * terms[-1].expression + tie))
     values: dict[int, int] = {}
     for number, (name, expression) in enumerate(stages):
         remaining = time_limit_s - (time.perf_counter() - start)
@@ -101,6 +106,8 @@ def solve_candidates(candidates: CandidateSet, *, time_limit_s: float = 30.0) ->
         if number == 0:
             # Report in natural units: tokens/s (the model counts milli-tokens/s), dollars, devices.
             scale = terms[0].weight / (SPEED_SCALE if terms[0].name in SPEED_TERMS else 1)
+            if len(stages) == 1:
+                scale /= tie_span
             primary = solver.ObjectiveValue() * scale
             bound = solver.BestObjectiveBound() * scale
             if result != cp_model.OPTIMAL:
