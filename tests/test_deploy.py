@@ -192,3 +192,20 @@ def test_cp_sat_matches_brute_force(instance) -> None:
     assert key(result.copies) == key(brute[1])  # same devices and tie-breaker value: an equally good plan
     plan = build_plan(candidates, result, wall_s=0.0, request_summary={})
     assert check_plan(plan, model, mix, request, cluster, CAL, build_topology(cluster)) == []
+
+
+@pytest.mark.parametrize(("inventory", "model_name", "weights", "users"),
+                         [("homelab", "llama-3.1-70b", "q4_k_m", 2), ("mixed-gpu-mac", "llama-3.1-70b", "q4_k_m", 4)])
+def test_never_slower_than_the_memory_proportional_split(inventory: str, model_name: str, weights: str, users: int) -> None:
+    from planner.candidates.recipes import Recipe, RecipeBuilder
+
+    cluster = load_inventory(ROOT / "inventories" / f"{inventory}.yaml")
+    request = ServeRequest(users=users, context=8192)
+    builder = RecipeBuilder(load_catalog_model(model_name), build_precision_mix(weights, "fp16"), request, cluster, CAL)
+    baseline = builder.memory_proportional_recipe(users)
+    assert isinstance(baseline, Recipe)
+    candidates = builder.build()
+    result = solve_candidates(candidates)
+    ours = sum(candidates.recipes[i].tokens_per_s * n for i, n in result.copies.items())
+    assert ours >= baseline.tokens_per_s * (1 - 1e-9)
+    assert ours > 1.2 * baseline.tokens_per_s  # layers go where they run best, not merely where they fit

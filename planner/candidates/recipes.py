@@ -142,10 +142,11 @@ def _user_values(users: int, max_replicas: int) -> list[int]:
     return sorted(v for v in values if v >= 1)
 
 
-def _fill(units: list[UnitType], users: int, sizer: _Sizer) -> list[tuple[int, int, float]] | str:
+def _fill(units: list[UnitType], users: int, sizer: _Sizer, counts: list[int] | None = None) -> list[tuple[int, int, float]] | str:
     """Contiguous layers for `units` in order (fastest first): each takes as many layers as fit,
-    leaving at least one per remaining stage; the last takes the rest. Returns (start, end, need)
-    per stage, or the reason it does not fit."""
+    leaving at least one per remaining stage; the last takes the rest. With `counts`, each stage
+    takes exactly that many layers. Returns (start, end, need) per stage, or the reason it does
+    not fit."""
     model = sizer.model
     total = model.num_layers
     start = 0
@@ -169,10 +170,12 @@ def _fill(units: list[UnitType], users: int, sizer: _Sizer) -> list[tuple[int, i
             out.append((start, total, need))
             return out
         end = start
-        limit = total - (len(units) - k - 1)
+        limit = total - (len(units) - k - 1) if counts is None else start + counts[k]
         while end < limit:
             extra = layer_w[end] * (1 + overhead) + layer_kv[end]
             if need + extra > budget:
+                if counts is not None:
+                    return f"stage {k} on {unit.key} cannot hold its {counts[k]} layers ({budget / 1e9:,.1f} GB budget)"
                 break
             need += extra
             end += 1
@@ -221,10 +224,10 @@ class RecipeBuilder:
     def _ordered(self, units: list[UnitType]) -> list[UnitType]:
         return sorted(units, key=lambda u: (-_speed_key(u, self.calibration(u)), u.device_class.index, u.tp))
 
-    def build_recipe(self, units: list[UnitType], users: int, index: int) -> Recipe | str:
-        """A recipe from units (any order) and users, or the reason it cannot be built."""
-        ordered = self._ordered(units)
-        filled = _fill(ordered, users, self.sizer)
+    def build_recipe(self, units: list[UnitType], users: int, index: int, counts: list[int] | None = None) -> Recipe | str:
+        """A recipe from units (any order; kept in order with `counts`) and users, or the reason it cannot be built."""
+        ordered = self._ordered(units) if counts is None else list(units)
+        filled = _fill(ordered, users, self.sizer, counts)
         if isinstance(filled, str):
             return filled
         plans = []
@@ -290,8 +293,37 @@ class RecipeBuilder:
                 else:
                     out.rejections.append(Rejection(f"{unit.key} for {users} user(s)", found))
             self._mixed(out, users, minimal, seen, total_devices)
+        baseline = self.memory_proportional_recipe(self.request.users)
+        if isinstance(baseline, Recipe):
+            self._add(out, baseline, seen)  # the engines' default split is always a candidate
         out.recipes = _without_dominated(out.recipes)
         return out
+
+    def memory_proportional_recipe(self, users: int) -> Recipe | str:
+        """llama.cpp's and exo's default: one pipeline over every device in inventory order, layers
+        in proportion to each device's memory budget (largest remainder)."""
+        units: list[UnitType] = []
+        by_id = {}
+        for cls in self.classes:
+            for ids in cls.device_ids:
+                for device_id in ids:
+                    by_id[device_id] = UnitType(cls, 1)
+        units = [by_id[d.id] for d in self.cluster.devices if d.id in by_id]
+        if len(units) > self.model.num_layers:
+            return "more devices than layers"
+        budgets = [max(u.device_class.budget_bytes, 0.0) for u in units]
+        total = sum(budgets) or 1.0
+        shares = [self.model.num_layers * b / total for b in budgets]
+        counts = [max(1, int(x)) for x in shares]
+        order = sorted(range(len(units)), key=lambda i: (-(shares[i] - int(shares[i])), i))
+        k = 0
+        while sum(counts) < self.model.num_layers:
+            counts[order[k % len(order)]] += 1
+            k += 1
+        while sum(counts) > self.model.num_layers:
+            i = max(range(len(counts)), key=lambda j: (counts[j], -j))
+            counts[i] -= 1
+        return self.build_recipe(units, users, 0, counts)
 
     def _smallest_pipeline(self, unit: UnitType, users: int) -> Recipe | str:
         """The fewest stages of `unit` that hold the model for `users` (binary search: more stages
