@@ -112,6 +112,16 @@ def memory(**opts: Any) -> None:
 @click.option("--overhead", type=click.FloatRange(0, 1), default=0.0, show_default=True, help="The seed's O on weights, on top of the engine accounting.")
 @click.option("--runtime-reserve-gib", type=click.FloatRange(min=0), default=None, help="Per-device memory outside the engine [default: 0.35].")
 @click.option("--time-limit", type=click.FloatRange(min=0.1), default=60.0, show_default=True, help="Solver wall-clock limit, seconds.")
+@click.option("--mode", type=click.Choice(["serve", "train"]), default="serve", show_default=True)
+@click.option("--global-batch-size", type=click.IntRange(min=1), default=64, show_default=True, help="Training: sequences per optimizer step.")
+@click.option("--micro-batch-size", type=click.IntRange(min=1), default=1, show_default=True, help="Training: sequences per device per micro-step.")
+@click.option("--sequence-length", type=click.IntRange(min=1), default=None, help="Training: tokens per sequence [default: --context or 4096].")
+@click.option("--optimizer", type=click.Choice(["adamw", "adam", "adamw_8bit", "adafactor", "lion", "sgd_momentum", "sgd"]), default="adamw", show_default=True)
+@click.option("--recompute", type=click.Choice(["auto", "none", "selective", "full"]), default="auto", show_default=True, help="Training: activation recomputation.")
+@click.option("--zero-stage", type=click.Choice(["auto", "0", "1", "2", "3"]), default="auto", show_default=True, help="Training: ZeRO stage.")
+@click.option("--offload", type=click.Choice(["auto", "none", "optimizer", "optimizer+params"]), default="auto", show_default=True, help="Training: states moved to CPU memory.")
+@click.option("--lora-rank", type=click.IntRange(min=1), default=None, help="Training: LoRA adapters of this rank on a frozen base.")
+@click.option("--qlora", is_flag=True, help="Training: QLoRA (nf4 base, rank-16 adapters unless --lora-rank).")
 @click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Also write the plan (YAML, or JSON for *.json) here, atomically.")
 @FORMAT_OPTION
 @_handle_errors

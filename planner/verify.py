@@ -9,14 +9,15 @@ per-user speed floor.
 from __future__ import annotations
 
 from planner.estimate.engine import estimate_engine_budget_bytes
-from planner.estimate.memory import estimate_stage_memory
+from planner.estimate.memory import estimate_stage_memory, estimate_training_memory
 from planner.estimate.performance import StagePlan, estimate_replica_speed
 from planner.estimate.weights import estimate_weight_bytes
 from planner.schemas.inventory import Cluster
 from planner.schemas.model import ModelSpec
 from planner.schemas.plan import PlanOut
 from planner.schemas.precision import PrecisionMix
-from planner.schemas.serving import ServeRequest
+from planner.schemas.serving import DRIVER_RESERVED_BYTES, ServeRequest
+from planner.schemas.workload import Parallelism, TrainWorkload
 from planner.schemas.speed import SpeedCalibration
 from planner.topology import Topology
 
@@ -93,3 +94,56 @@ def check_plan(
     if users != request.users:
         problems.append(f"the replicas serve {users} users, {request.users} were asked for")
     return problems
+
+
+def check_training_plan(
+    plan: PlanOut, model: ModelSpec, mix: PrecisionMix, workload: TrainWorkload, cluster: Cluster,
+    *, global_batch_size: int, runtime_reserve_bytes: int,
+) -> list[str]:
+    """Violations of a training plan: devices, tensor-parallel groups, layer coverage, batch
+    divisibility and memory on every device, recomputed from the inputs."""
+    if not plan.replicas or plan.training is None:
+        return []
+    t = plan.training
+    problems: list[str] = []
+    devices = {d.id: d for d in cluster.devices}
+    seen: set[str] = set()
+    if global_batch_size % (t.data_parallel_size * t.micro_batch_size):
+        problems.append(f"global batch {global_batch_size} does not split into {t.data_parallel_size} ranks x micro-batch {t.micro_batch_size}")
+    if len(plan.replicas) != t.data_parallel_size:
+        problems.append(f"{len(plan.replicas)} data-parallel ranks, the layout says {t.data_parallel_size}")
+    memory = estimate_training_memory(model, mix, workload, Parallelism(
+        tensor_parallel_size=t.tensor_parallel_size, pipeline_parallel_size=t.pipeline_parallel_size,
+        data_parallel_size=t.data_parallel_size))
+    for replica in plan.replicas:
+        expected = 0
+        for k, stage in enumerate(replica.stages):
+            if stage.layers[0] != expected:
+                problems.append(f"rank {replica.index} stage {k}: layers do not continue from {expected}")
+            expected = stage.layers[1]
+            ids = [d.id for d in stage.devices]
+            if len(ids) != t.tensor_parallel_size:
+                problems.append(f"rank {replica.index} stage {k}: {len(ids)} devices for tensor-parallel size {t.tensor_parallel_size}")
+            known = [devices[i] for i in ids if i in devices]
+            if len(known) != len(ids):
+                problems.append(f"rank {replica.index} stage {k}: a device is not in the inventory")
+            if len({d.node for d in known}) > 1 or len({d.spec.id for d in known}) > 1:
+                problems.append(f"rank {replica.index} stage {k}: tensor-parallel ranks span machines or device types")
+            for device in known:
+                if device.id in seen:
+                    problems.append(f"device {device.id} is used twice")
+                seen.add(device.id)
+                need = memory.devices[k].total_bytes
+                capacity = _training_capacity(device, runtime_reserve_bytes)
+                if need > capacity + TOLERANCE_BYTES:
+                    problems.append(f"{device.id} needs {need / 1e9:,.2f} GB for training, it lends {capacity / 1e9:,.2f} GB")
+        if expected != model.num_layers:
+            problems.append(f"rank {replica.index}: layers end at {expected}, the model has {model.num_layers}")
+    return problems
+
+
+def _training_capacity(device, runtime_reserve_bytes: int) -> float:
+    """Memory a device lends to training: all its usable memory (less what the driver keeps)."""
+    if device.spec.unified_memory:
+        return float(device.usable_bytes)
+    return device.memory_bytes - DRIVER_RESERVED_BYTES - (device.memory_bytes - device.usable_bytes)

@@ -16,7 +16,9 @@ class DeviceMemoryOut(_Out):
     kv_cache_bytes: int = Field(description="KV cache of its layers for the replica's users at the full context.")
     activations_bytes: int = Field(description="Prefill-chunk activation peak, plus fp32 logits on the last stage.")
     overhead_bytes: int = Field(description="O x weights plus the runtime's fixed reserve.")
-    total_bytes: int = Field(description="Sum of the four above.")
+    gradients_bytes: int = Field(0, description="Training: gradients kept on this device.")
+    optimizer_bytes: int = Field(0, description="Training: optimizer states and master weights kept on this device.")
+    total_bytes: int = Field(description="Sum of the parts above.")
     capacity_bytes: int = Field(description="What the engine may use on this device (gpu_memory_utilization, wired limit).")
 
 
@@ -82,6 +84,27 @@ class SolverOut(_Out):
     rejected: int = Field(description="Layouts rejected before solving, each with its reason.")
 
 
+class TrainingOut(_Out):
+    """The chosen training layout and its expected speed."""
+
+    device_type: str = Field(description="The device class trained on.")
+    tensor_parallel_size: int = Field(description="Devices sharing every layer.")
+    pipeline_parallel_size: int = Field(description="Pipeline stages.")
+    data_parallel_size: int = Field(description="Data-parallel ranks.")
+    zero_stage: int = Field(description="ZeRO stage (0-3).")
+    offload: str = Field(description="none, optimizer, or optimizer+params (to CPU memory).")
+    recompute: str = Field(description="Activation recomputation: none, selective or full.")
+    micro_batch_size: int = Field(description="Sequences per device per micro-step.")
+    gradient_accumulation_steps: int = Field(description="Micro-batches per data-parallel rank per optimizer step.")
+    global_batch_size: int = Field(description="Sequences per optimizer step.")
+    sequence_length: int = Field(description="Tokens per sequence.")
+    step_time_s: float = Field(description="Seconds per optimizer step.")
+    tokens_per_s: float = Field(description="Training tokens per second.")
+    mfu: float = Field(description="Model FLOPs utilisation: useful FLOPs / (time x devices x peak).")
+    bottleneck: str = Field(description="The largest part of the step: compute, bubble, a link, or offload.")
+    cpu_offload_bytes_per_device: int = Field(description="Host memory each device's offloaded states take.")
+
+
 class PlanOut(_Out):
     """A deployment plan."""
 
@@ -96,3 +119,4 @@ class PlanOut(_Out):
     verification: list[str] = Field(description="Violations the independent verifier found (empty when the plan is sound).")
     solver: SolverOut = Field(description="Solver status, time, objective and bound.")
     explanation: list[str] = Field(default_factory=list, description="Why there is no plan and the smallest changes that would fit.")
+    training: TrainingOut | None = Field(None, description="Training only: the layout and its speed (replicas are data-parallel ranks).")

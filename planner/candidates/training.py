@@ -1,0 +1,173 @@
+"""Training layouts: tensor x pipeline x data parallel with a ZeRO stage, offload and
+recomputation, each with its per-device memory and step time precomputed."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+from planner.candidates.classes import DeviceClass, build_device_classes, tp_options
+from planner.estimate.memory import MemoryEstimate, estimate_training_memory
+from planner.estimate.parameters import estimate_parameters
+from planner.estimate.training_speed import TrainingStep, estimate_training_flops, estimate_training_step
+from planner.schemas.inventory import Cluster
+from planner.schemas.model import ModelSpec
+from planner.schemas.precision import PrecisionMix
+from planner.schemas.serving import DRIVER_RESERVED_BYTES, ServeRequest
+from planner.schemas.speed import SpeedCalibration
+from planner.schemas.workload import LoRASpec, Parallelism, Recompute, TrainWorkload
+from planner.topology import Topology
+
+OFFLOADS = ("none", "optimizer", "optimizer+params")
+RECOMPUTES: tuple[Recompute, ...] = ("none", "selective", "full")
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    """What `plan deploy --mode train` is asked to do."""
+
+    global_batch_size: int  # sequences per optimizer step
+    micro_batch_size: int
+    sequence_length: int
+    optimizer: str
+    recompute: str  # none | selective | full | auto
+    zero_stage: int | None  # None: choose
+    offload: str  # none | optimizer | optimizer+params | auto
+    lora: LoRASpec | None
+    runtime_reserve_bytes: int
+    overhead_factor: float = 0.0
+
+
+@dataclass(frozen=True)
+class TrainingLayout:
+    """One way to train: a class of devices split tp x pp x dp, with its memory and speed."""
+
+    index: int
+    device_class: DeviceClass
+    tp: int
+    pp: int
+    dp: int
+    zero_stage: int
+    offload: str
+    recompute: str
+    microbatches: int  # per data-parallel rank per step (gradient accumulation)
+    memory: MemoryEstimate
+    budget_bytes: float  # what the device lends to training (its runtime reserve included)
+    step: TrainingStep
+    tokens_per_s: float
+    mfu: float
+
+    @property
+    def devices(self) -> int:
+        return self.tp * self.pp * self.dp
+
+
+@dataclass
+class TrainingCandidates:
+    """Layouts the solver chooses one of, and why others were rejected."""
+
+    layouts: list[TrainingLayout]
+    rejections: list[str]
+
+
+def _powers(limit: int) -> list[int]:
+    out, v = [], 1
+    while v <= limit:
+        out.append(v)
+        v *= 2
+    return out
+
+
+def _pcie_gb_s(device_class: DeviceClass) -> float:
+    """Host-link bandwidth per direction: 8 GT/s x 128/130 / 8 = 0.985 GB/s per PCIe 3.0 lane,
+    doubling each generation (PCI-SIG); x16 at generation 4 when the catalog does not say."""
+    spec = device_class.spec
+    generation = spec.pcie_generation or 4
+    lanes = spec.pcie_lanes or 16
+    return 8 * 128 / 130 / 8 * 2 ** (generation - 3) * lanes
+
+
+def _budget(device_class: DeviceClass, cluster: Cluster, request: TrainRequest) -> float:
+    device = next(d for d in cluster.devices if d.id == device_class.device_ids[0][0])
+    if device.spec.unified_memory:
+        return device.usable_bytes - request.runtime_reserve_bytes
+    held = device.memory_bytes - device.usable_bytes
+    return device.memory_bytes - DRIVER_RESERVED_BYTES - held - request.runtime_reserve_bytes
+
+
+def build_training_candidates(
+    model: ModelSpec, mix: PrecisionMix, request: TrainRequest, cluster: Cluster,
+    calibrations: dict[str, SpeedCalibration], topology: Topology,
+) -> TrainingCandidates:
+    """Every layout that fits, per device class (training runs on one class of devices)."""
+    counts = estimate_parameters(model)
+    active = counts.active_parameters
+
+    classes = build_device_classes(cluster, ServeRequest(runtime_reserve_bytes=request.runtime_reserve_bytes))
+    layouts: list[TrainingLayout] = []
+    rejections: list[str] = []
+    zeros = [request.zero_stage] if request.zero_stage is not None else [0, 1, 2, 3]
+    offloads = [request.offload] if request.offload != "auto" else list(OFFLOADS)
+    recomputes = [request.recompute] if request.recompute != "auto" else list(RECOMPUTES)
+    for cls in classes:
+        budget = _budget(cls, cluster, request)
+        calibration = calibrations[cls.spec.calibration_class]
+        intra = topology.route(cls.device_ids[0][0], cls.device_ids[0][-1]) if cls.devices_per_node > 1 else None
+        across = topology.route(cls.device_ids[0][0], cls.device_ids[1][0]) if len(cls.nodes) > 1 else intra
+        host = next(n for n in cluster.nodes if n.name == cls.nodes[0]).host_memory_bytes
+        for tp, pp in itertools.product(tp_options(cls, model), _powers(model.num_layers)):
+            for dp in sorted(set(_powers(cls.devices // (tp * pp))) | {cls.devices // (tp * pp)} - {0}):
+                if request.global_batch_size % (dp * request.micro_batch_size):
+                    continue
+                m = request.global_batch_size // (dp * request.micro_batch_size)
+                for zero, offload, recompute in itertools.product(zeros, offloads, recomputes):
+                    if offload == "optimizer+params" and zero != 3:
+                        continue
+                    if zero > 0 and dp == 1:
+                        continue  # ZeRO only shards across data-parallel ranks
+                    label = f"{cls.key}: tp{tp} pp{pp} dp{dp} ZeRO-{zero} offload {offload} recompute {recompute}"
+                    workload = TrainWorkload(
+                        micro_batch_size=request.micro_batch_size, sequence_length=request.sequence_length,
+                        optimizer=request.optimizer, recompute=recompute, sequence_parallel=tp > 1, zero_stage=zero,
+                        offload_optimizer=offload != "none", offload_params=offload == "optimizer+params",
+                        lora=request.lora, overhead_factor=request.overhead_factor,
+                        runtime_reserve_bytes=request.runtime_reserve_bytes,
+                    )
+                    memory = estimate_training_memory(
+                        model, mix, workload,
+                        Parallelism(tensor_parallel_size=tp, pipeline_parallel_size=pp, data_parallel_size=dp))
+                    peak = memory.peak
+                    if peak.total_bytes > budget + request.runtime_reserve_bytes:
+                        rejections.append(f"{label}: needs {peak.total_bytes / 1e9:,.1f} GB per device, has "
+                                          f"{(budget + request.runtime_reserve_bytes) / 1e9:,.1f} GB")
+                        continue
+                    per_node = min(cls.devices_per_node, tp * pp * dp)
+                    if host and peak.cpu_offload_bytes * per_node > host:
+                        rejections.append(f"{label}: offloads {peak.cpu_offload_bytes * per_node / 1e9:,.0f} GB per machine, "
+                                          f"host memory is {host / 1e9:,.0f} GB")
+                        continue
+                    trainable = (peak.gradients_bytes * (dp if zero >= 2 else 1)) / 2
+                    tokens = request.global_batch_size * request.sequence_length
+                    fraction = 0.0 if request.lora else 1.0
+                    flops = estimate_training_flops(active, model.num_layers, model.hidden_size, request.sequence_length,
+                                                    tokens, recompute, fraction)
+                    step = estimate_training_step(
+                        flops=flops, devices=tp * pp * dp, tflops=cls.spec.bf16, compute_efficiency=calibration.compute_efficiency,
+                        pipeline_parallel_size=pp, microbatches=m, tensor_parallel_size=tp,
+                        tp_message_bytes=request.micro_batch_size * request.sequence_length * model.hidden_size * 2,
+                        tp_collectives=4 * -(-model.num_layers // pp) * m,
+                        tp_bandwidth_gb_s=intra.bandwidth_gb_s if intra else 0.0, tp_latency_us=intra.latency_us if intra else 0.0,
+                        data_parallel_size=dp, gradient_bytes=trainable * 2, zero_stage=zero,
+                        dp_bandwidth_gb_s=(across.bandwidth_gb_s if (across and dp * tp * pp > cls.devices_per_node) else
+                                           intra.bandwidth_gb_s if intra else 0.0),
+                        dp_latency_us=across.latency_us if across else 0.0,
+                        offload_bytes=4 * trainable if offload != "none" else 0.0,
+                        pcie_bandwidth_gb_s=_pcie_gb_s(cls),
+                    )
+                    mfu = flops / (step.total_s * tp * pp * dp * cls.spec.bf16 * 1e12)
+                    layouts.append(TrainingLayout(
+                        len(layouts), cls, tp, pp, dp, zero, offload, recompute, m, memory,
+                        budget + request.runtime_reserve_bytes, step,
+                        tokens / step.total_s, mfu,
+                    ))
+    return TrainingCandidates(layouts, rejections)
