@@ -148,7 +148,13 @@ EXAMPLE_COMMANDS = [
 
 
 @pytest.mark.parametrize("command", EXAMPLE_COMMANDS)
-def test_every_example_command_runs(runner, command: str, monkeypatch) -> None:
+def test_every_example_command_runs(runner, command: str, monkeypatch, tmp_path) -> None:
     monkeypatch.chdir(ROOT)
-    result = runner.invoke(main, command.split())
+    args = command.split()
+    if "-o" in args:  # write the example's output file outside the checkout
+        at = args.index("-o") + 1
+        args[at] = str(tmp_path / args[at])
+    result = runner.invoke(main, args)
     assert result.exit_code == 0, result.output
+    if "-o" in args:
+        assert Path(args[args.index("-o") + 1]).exists()
