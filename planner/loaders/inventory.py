@@ -36,9 +36,12 @@ def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
     return list(model.model_fields)
 
 
+_UNION_TAGS = {"str", "int", "float", "bool", "NetworkEntry", "LinkEntry", "DeviceEntry", "NodeEntry"}
+
+
 def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
     # pydantic adds union branch names (e.g. 'str', 'NetworkEntry') to the location.
-    return tuple(p for p in loc if not (isinstance(p, str) and (p[:1].isupper() or p in ("str",))))
+    return tuple(p for p in loc if not (isinstance(p, str) and p in _UNION_TAGS))
 
 
 def _validation_error(located: Located, exc: ValidationError) -> InputError:
