@@ -56,6 +56,7 @@ def test_every_inventory_gets_a_verified_plan(runner, path: Path) -> None:
         assert key in plan["performance"]
     assert plan["capacity"]["max_users"] >= 4 and plan["capacity"]["kv_cache_tokens"] >= 4096
     assert {"status", "wall_s", "objective", "bound"} <= set(plan["solver"])
+    assert plan["solver"]["objective"] == pytest.approx(plan["performance"]["decode_tokens_per_s_total"], abs=0.01)
     assert deploy(runner, "--inventory", str(path), "--model", "llama-3.1-8b", "--users", "4").exit_code == 0
 
 

@@ -32,9 +32,9 @@ def to_plan_text(data: dict[str, Any]) -> str:
     request = data["request"]
     lines.append("Request: " + ", ".join(f"{k} {v}" for k, v in request.items()))
     solver = data["solver"]
-    value = "" if solver["objective_value"] is None else f" = {solver['objective_value']:,.3f}"
+    value = "" if solver["objective"] is None else f" = {solver['objective']:,.3f}"
     bound = "" if solver["bound"] is None else f", bound {solver['bound']:,.3f}, gap {solver['gap']:.2%}"
-    lines.append(f"Solver: {solver['status']} in {solver['wall_s']:.2f} s, {solver['objective']}{value}{bound}; "
+    lines.append(f"Solver: {solver['status']} in {solver['wall_s']:.2f} s, {solver['objective_name']}{value}{bound}; "
                  f"{solver['candidates']} layouts considered, {solver['rejected']} rejected")
     if not data["replicas"]:
         lines.append("")

@@ -76,8 +76,8 @@ class SolverOut(_Out):
 
     status: str = Field(description="optimal, feasible, infeasible or timed_out.")
     wall_s: float = Field(description="Candidate generation plus solving, seconds.")
-    objective: str = Field(description="The primary objective term.")
-    objective_value: float | None = Field(description="Its value in the plan.")
+    objective_name: str = Field(description="The primary objective term (total_tokens_per_s, slowest_user_speed, cost_usd, devices_used, training_tokens_per_s).")
+    objective: float | None = Field(description="Its value in the plan (tokens/s, USD or devices).")
     bound: float | None = Field(description="Best proven bound on it.")
     gap: float | None = Field(description="Relative gap between value and bound (0 when optimal).")
     candidates: int = Field(description="Replica layouts considered.")

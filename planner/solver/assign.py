@@ -49,8 +49,8 @@ def assign_devices(candidates: CandidateSet, copies: dict[int, int]) -> list[tup
 def build_plan(candidates: CandidateSet, result: SolveResult, *, wall_s: float, request_summary: dict) -> PlanOut:
     """The plan document for a solve result (empty replicas when there is no plan)."""
     solver = SolverOut(
-        status=result.status.value, wall_s=round(wall_s, 3), objective=result.objective_name,
-        objective_value=_round(result.objective), bound=_round(result.bound),
+        status=result.status.value, wall_s=round(wall_s, 3), objective_name=result.objective_name,
+        objective=_round(result.objective), bound=_round(result.bound),
         gap=_gap(result), candidates=len(candidates.recipes), rejected=len(candidates.rejections),
     )
     base = dict(model=candidates.model.name, inventory=candidates.cluster.name, request=request_summary, solver=solver)

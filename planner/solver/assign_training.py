@@ -19,8 +19,8 @@ def assign_training_devices(layout: TrainingLayout) -> list[list[list[str]]]:
 def build_training_plan(candidates: TrainingCandidates, choice: TrainingChoice, cluster: Cluster, *, model_name: str,
                         request_summary: dict, wall_s: float) -> PlanOut:
     """The plan document for a training choice."""
-    solver = SolverOut(status=choice.status.value, wall_s=round(wall_s, 3), objective="training_tokens_per_s",
-                       objective_value=None if choice.objective is None else round(choice.objective, 3),
+    solver = SolverOut(status=choice.status.value, wall_s=round(wall_s, 3), objective_name="training_tokens_per_s",
+                       objective=None if choice.objective is None else round(choice.objective, 3),
                        bound=None if choice.bound is None else round(choice.bound, 3),
                        gap=0.0 if choice.status.value == "optimal" else None,
                        candidates=len(candidates.layouts), rejected=len(candidates.rejections))
