@@ -10,6 +10,7 @@ from pydantic import ValidationError
 
 from planner.candidates.recipes import build_candidates
 from planner.candidates.training import TrainRequest, build_training_candidates
+from planner.commands.memory import check_weights_choice
 from planner.errors import InputError
 from planner.explain import explain_binding, explain_changes
 from planner.loaders.calibration import load_calibration
@@ -42,7 +43,9 @@ def run_deploy(opts: dict[str, Any]) -> tuple[dict[str, Any], Callable[[dict[str
     context = opts["context"] or min(DEFAULT_CONTEXT, model.max_context)
     if context > model.max_context:
         raise InputError(f"{context:,} tokens exceeds {model.name}'s maximum context of {model.max_context:,}", field="--context")
-    mix = build_precision_mix(opts["weights"] or model.dtype, opts["kv_cache"] or model.dtype)
+    weights = opts["weights"] or ("checkpoint" if model.checkpoint else model.dtype)
+    check_weights_choice(weights, model)
+    mix = build_precision_mix(weights, opts["kv_cache"] or model.dtype)
     try:
         request = ServeRequest(
             users=opts["users"], context=context, prompt_tokens=opts["prompt_tokens"], prefill_chunk=opts["prefill_chunk"],
@@ -87,7 +90,8 @@ def _run_train(opts: dict[str, Any], cluster, model, start: float) -> tuple[dict
     if sequence > model.max_context:
         raise InputError(f"{sequence:,} tokens exceeds {model.name}'s maximum context of {model.max_context:,}", field="--sequence-length")
     lora = LoRASpec(rank=opts["lora_rank"] or 16) if (opts["lora_rank"] or opts["qlora"]) else None
-    weights = opts["weights"] or ("nf4" if opts["qlora"] else model.dtype)
+    weights = opts["weights"] or ("nf4" if opts["qlora"] else ("checkpoint" if model.checkpoint else model.dtype))
+    check_weights_choice(weights, model)
     mix = build_precision_mix(weights, opts["kv_cache"] or model.dtype)
     reserve = int(opts["runtime_reserve_gib"] * GiB) if opts["runtime_reserve_gib"] is not None else DEFAULT_RUNTIME_RESERVE_BYTES
     zero = None if opts["zero_stage"] == "auto" else int(opts["zero_stage"])

@@ -25,6 +25,13 @@ from planner.units import GiB, parse_count
 DEFAULT_CONTEXT = 4096
 
 
+def check_weights_choice(weights: str, model: ModelSpec) -> None:
+    """`--weights checkpoint` means "as stored on disk", which needs a checkpoint."""
+    if weights.strip().lower() == "checkpoint" and model.checkpoint is None:
+        raise InputError("'checkpoint' means the sizes stored on disk; pass a .safetensors or .gguf checkpoint with --model",
+                         field="--weights")
+
+
 def _check_parallelism(model: ModelSpec, par: Parallelism) -> None:
     t, p = par.tensor_parallel_size, par.pipeline_parallel_size
     if model.num_attention_heads % t:
@@ -103,7 +110,8 @@ def run_memory(opts: dict[str, Any]) -> tuple[dict[str, Any], Callable[[dict[str
             f"{context:,} tokens exceeds {model.name}'s maximum context of {model.max_context:,}", field="--context"
         )
     default_format = model.dtype
-    weights = opts["weights"] or ("nf4" if opts["qlora"] else default_format)
+    weights = opts["weights"] or ("nf4" if opts["qlora"] else ("checkpoint" if model.checkpoint else default_format))
+    check_weights_choice(weights, model)
     mix = build_precision_mix(
         weights, opts["kv_cache"] or default_format,
         embedding=opts["embedding_fmt"], lm_head=opts["lm_head_fmt"], attention=opts["attention_fmt"],

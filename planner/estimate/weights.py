@@ -90,9 +90,34 @@ def resolve_tensor_format(tensor: TensorCount, model: ModelSpec, mix: PrecisionM
     return fmt.id, fmt.bits_per_weight()
 
 
+def _checkpoint_tensors(model: ModelSpec) -> list[TensorBytes]:
+    """The served tensors as they are on disk (blocks beyond num_layers, e.g. MTP, are not served)."""
+    out = []
+    assert model.checkpoint is not None
+    for t in model.checkpoint.tensors:
+        if t.layer is not None and t.layer >= model.num_layers:
+            continue
+        count = TensorCount(t.component, t.kind, t.params, t.row_size, t.layer)
+        bits = 8.0 * t.bytes / t.params if t.params else 0.0
+        out.append(TensorBytes(count, t.dtype.lower(), bits))
+    return out
+
+
 def estimate_weight_bytes(model: ModelSpec, mix: PrecisionMix) -> WeightEstimate:
-    """Bytes of every tensor of the served model under `mix`."""
+    """Bytes of every tensor of the served model under `mix` (as on disk for the checkpoint format)."""
     out: list[TensorBytes] = []
+    if mix.weights.id == "checkpoint" and model.checkpoint is not None:
+        by_component: dict[Component, float] = {c: 0.0 for c in COMPONENTS}
+        by_layer = [0.0] * model.num_layers
+        outer = 0.0
+        items = _checkpoint_tensors(model)
+        for item in items:
+            by_component[item.tensor.component] += item.bytes
+            if item.tensor.layer is None:
+                outer += item.bytes
+            else:
+                by_layer[item.tensor.layer] += item.bytes
+        return WeightEstimate(tuple(items), by_component, tuple(by_layer), outer)
     by_component: dict[Component, float] = {c: 0.0 for c in COMPONENTS}
     by_layer = [0.0] * model.num_layers
     outer = 0.0

@@ -72,8 +72,15 @@ def load_catalog_model(name: str) -> ModelSpec:
 
 
 def load_model(name_or_path: str) -> ModelSpec:
-    """A model from a catalog name, a config.json file, or a folder holding one."""
+    """A model from a catalog name, a config.json file, a folder (with or without safetensors
+    shards), a single .safetensors file or a .gguf file."""
+    from planner.loaders.checkpoint import is_checkpoint, load_checkpoint_model
+
     path = Path(name_or_path)
+    if is_checkpoint(path):
+        return load_checkpoint_model(path)
+    if path.suffix in (".gguf", ".safetensors"):
+        raise InputError("no such file", file=name_or_path, field="--model")
     if path.suffix == ".json" or path.is_dir() or path.exists():
         return load_model_config(path)
     if "/" in name_or_path and not _names().get(name_or_path.lower()):

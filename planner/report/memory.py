@@ -56,7 +56,32 @@ def _model_dict(model: ModelSpec) -> dict[str, Any]:
     }
     if breakdown.mtp_parameters:
         out["parameters"]["mtp_not_served"] = breakdown.mtp_parameters
+    if model.checkpoint is not None:
+        out["checkpoint"] = _checkpoint_dict(model, breakdown.total_parameters)
     return out
+
+
+def _checkpoint_dict(model: ModelSpec, config_parameters: int) -> dict[str, Any]:
+    """What the checkpoint on disk holds, and where it disagrees with the config."""
+    ckpt = model.checkpoint
+    assert ckpt is not None
+    served = [t for t in ckpt.tensors if t.layer is None or t.layer < model.num_layers]
+    on_disk = sum(t.params for t in served)
+    notes = list(ckpt.notes)
+    if on_disk != config_parameters:
+        notes.append(f"served parameters on disk {on_disk:,} differ from the config's {config_parameters:,} "
+                     f"by {on_disk - config_parameters:+,}: planning with what is on disk")
+    by_component: dict[str, dict[str, int]] = {}
+    for t in served:
+        entry = by_component.setdefault(t.component, {"parameters": 0, "bytes": 0})
+        entry["parameters"] += t.params
+        entry["bytes"] += t.bytes
+    return {
+        "format": ckpt.format, "quant_method": ckpt.quant_method, "source": ckpt.source,
+        "parameters_served": on_disk, "bytes_served": sum(t.bytes for t in served),
+        "parameters_in_file": sum(t.params for t in ckpt.tensors), "bytes_in_file": sum(t.bytes for t in ckpt.tensors),
+        "storage_types": sorted({t.dtype for t in served}), "by_component": by_component, "notes": notes,
+    }
 
 
 def to_memory_dict(
@@ -214,6 +239,12 @@ def to_memory_text(report: dict[str, Any]) -> str:
     lines.append(f"Parameters: {params['total']:,}{active}")
     if params.get("mtp_not_served"):
         lines.append(f"  (checkpoint also stores {params['mtp_not_served']:,} multi-token-prediction parameters that serving drops)")
+    ckpt = model.get("checkpoint")
+    if ckpt:
+        lines.append(f"Checkpoint ({ckpt['format']}, {ckpt['quant_method'] or 'unquantised'}): {ckpt['parameters_served']:,} "
+                     f"parameters served, {ckpt['bytes_served'] / 1e9:,.2f} GB ({ckpt['bytes_served'] / 2**30:,.2f} GiB) as stored")
+        for note in ckpt["notes"]:
+            lines.append(f"  note: {note}")
     lines.append("")
     precision = report["precision"]
     rows = []

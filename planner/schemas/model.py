@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from planner.schemas.checkpoint import CheckpointInfo
+
 AttentionLayerType = Literal["full", "sliding"]
 
 
@@ -87,6 +89,7 @@ class ModelSpec(_Frozen):
     max_context: int = Field(gt=0, description="Longest context the model supports (max_position_embeddings).")
     mtp_layers: int = Field(0, ge=0, description="Multi-token-prediction modules in the checkpoint (not served).")
     dtype: str = Field("bf16", description="Precision the checkpoint is published in.")
+    checkpoint: CheckpointInfo | None = Field(None, description="Tensors read from a checkpoint on disk, if any.")
 
     @model_validator(mode="after")
     def _check_shapes(self) -> "ModelSpec":
