@@ -307,3 +307,37 @@ def test_malformed_safetensors_is_a_clear_error(runner, tmp_path: Path, content:
     result = runner.invoke(main, ["memory", "--model", str(folder / "model.safetensors")])
     assert result.exit_code == 2, result.output
     assert message in result.output and "model.safetensors" in result.output
+
+
+def _quantised(layout: str) -> dict:
+    t = llama_tensors()
+    for i in range(L):
+        for name, out, inp in (("self_attn.q_proj", H, H), ("mlp.gate_proj", I, H)):
+            base = f"model.layers.{i}.{name}"
+            del t[base + ".weight"]
+            if layout == "awq":
+                t[base + ".qweight"] = ((inp, out // 8), "int32")
+                t[base + ".qzeros"] = ((inp // 32, out // 8), "int32")
+                t[base + ".scales"] = ((inp // 32, out), "float16")
+            elif layout == "compressed-tensors":
+                t[base + ".weight_packed"] = ((out, inp // 8), "int32")
+                t[base + ".weight_scale"] = ((out, inp // 32), "float16")
+                t[base + ".weight_shape"] = ((2,), "int32")
+            else:  # bitsandbytes nf4: two 4-bit values per byte, absmax per 64, quant map and state
+                t[base + ".weight"] = ((out * inp // 2, 1), "uint8")
+                t[base + ".weight.absmax"] = ((out * inp // 64,), "float32")
+                t[base + ".weight.quant_map"] = ((16,), "float32")
+                t[base + ".weight.quant_state.bitsandbytes__nf4"] = ((48,), "uint8")
+    return t
+
+
+@pytest.mark.parametrize(("method", "label"), [("awq", "awq-int4"), ("compressed-tensors", "int4"), ("bitsandbytes", "nf4")])
+def test_other_quantised_layouts(tmp_path: Path, method: str, label: str) -> None:
+    quant = {"quant_method": method, "bits": 4}
+    if method == "compressed-tensors":
+        quant = {"quant_method": method, "config_groups": {"group_0": {"weights": {"num_bits": 4}}}}
+    model = load_model(str(write_model(tmp_path / method, llama_config(quantization_config=quant), _quantised(method))))
+    assert model.checkpoint.quant_method == method
+    assert sum(x.params for x in model.checkpoint.tensors) == estimate_parameters(model).total_parameters
+    q = next(x for x in model.checkpoint.tensors if x.name == "model.layers.0.self_attn.q_proj.weight")
+    assert q.dtype == label and q.params == H * H and 4 < q.bytes * 8 / q.params < 6
