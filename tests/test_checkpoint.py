@@ -341,3 +341,12 @@ def test_other_quantised_layouts(tmp_path: Path, method: str, label: str) -> Non
     assert sum(x.params for x in model.checkpoint.tensors) == estimate_parameters(model).total_parameters
     q = next(x for x in model.checkpoint.tensors if x.name == "model.layers.0.self_attn.q_proj.weight")
     assert q.dtype == label and q.params == H * H and 4 < q.bytes * 8 / q.params < 6
+
+
+@pytest.mark.parametrize("content", [b"", b"GGUF\x03\x00\x00\x00garbage", b"not a gguf file at all"])
+def test_malformed_gguf_is_a_clear_error(runner, tmp_path: Path, content: bytes) -> None:
+    path = tmp_path / "broken.gguf"
+    path.write_bytes(content)
+    result = runner.invoke(main, ["memory", "--model", str(path)])
+    assert result.exit_code == 2, result.output
+    assert "broken.gguf" in result.output and "Traceback" not in result.output
