@@ -6,6 +6,7 @@ a plan then exists.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 
 from planner.candidates.recipes import CandidateSet, build_candidates
@@ -19,23 +20,32 @@ from planner.schemas.model import ModelSpec
 from planner.schemas.precision import PrecisionFormat, PrecisionMix
 from planner.schemas.serving import ServeRequest
 from planner.schemas.speed import SpeedCalibration
-from planner.solver.solve import SolveStatus, heuristic_copies, solve_candidates
+from planner.solver.solve import SolveStatus, heuristic_copies, solve_candidates, users_upper_bound
 from planner.units import GiB
 
 WEIGHT_LADDER = ("fp8", "int8", "q8_0", "q6_k", "q5_k_m", "int4", "q4_k_m", "q3_k_m", "q2_k")
 KV_LADDER = ("fp8", "q8_0", "int8", "int4", "q4_0")
 MAX_DEVICES_TO_ADD = 16
+EXPLAIN_BUDGET_S = 20.0  # the search for smallest changes stops here and says so
+CHECK_TIME_LIMIT_S = 2.0
+
+
+class _OutOfTime(Exception):
+    """The explanation budget ran out."""
 
 
 def is_feasible(model: ModelSpec, mix: PrecisionMix, request: ServeRequest, cluster: Cluster,
-                calibrations: dict[str, SpeedCalibration]) -> bool:
-    """True when some plan serves every user (a quick heuristic first, then a short solve)."""
-    candidates = build_candidates(model, mix, request, cluster, calibrations)
+                calibrations: dict[str, SpeedCalibration], time_limit_s: float = CHECK_TIME_LIMIT_S) -> bool:
+    """True when some plan serves every user (a quick heuristic first, then a short solve; a
+    check that runs out of time counts as not feasible)."""
+    candidates = build_candidates(model, mix, request, cluster, calibrations, coarse=True)
     if not candidates.recipes:
         return False
     if heuristic_copies(candidates):
         return True
-    return solve_candidates(candidates, time_limit_s=5.0).status in (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE)
+    if users_upper_bound(candidates, time_limit_s=time_limit_s / 2) < request.users:
+        return False
+    return solve_candidates(candidates, time_limit_s=time_limit_s).status in (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE)
 
 
 def explain_binding(candidates: CandidateSet) -> list[str]:
@@ -95,12 +105,33 @@ def explain_changes(
     *, weight_formats: dict[str, PrecisionFormat], kv_formats: dict[str, PrecisionFormat], hardware: list[HardwareSpec],
     links: dict[str, LinkSpec],
 ) -> list[str]:
-    """Smallest changes that would fit, each verified by re-planning."""
+    """Smallest changes that would fit, each verified by re-planning, within EXPLAIN_BUDGET_S.
+    The checks use replica sizes of U / 2^k users, so a change they find always fits; on large
+    clusters a slightly larger change may fit too."""
     out: list[str] = []
+    deadline = time.perf_counter() + EXPLAIN_BUDGET_S
 
     def feasible(new_mix: PrecisionMix = mix, new_request: ServeRequest = request, new_cluster: Cluster = cluster) -> bool:
+        if time.perf_counter() > deadline:
+            raise _OutOfTime
         return is_feasible(model, new_mix, new_request, new_cluster, calibrations)
 
+    try:
+        _search_changes(out, feasible, model, mix, request, cluster, weight_formats, kv_formats, hardware, links)
+    except _OutOfTime:
+        out.append(f"(stopped looking for more changes after {EXPLAIN_BUDGET_S:g} s)")
+    return out
+
+
+def _search_changes(out, feasible, model, mix, request, cluster, weight_formats, kv_formats, hardware, links) -> None:
+    """The searches behind explain_changes, in order of how little each change asks."""
+
+    context = _largest(1, request.context - 1, lambda c: feasible(new_request=request.model_copy(update={"context": c})))
+    if context:
+        out.append(f"context up to {context:,} tokens for {request.users} user(s) (--context {context})")
+    users = _largest(1, request.users - 1, lambda u: feasible(new_request=request.model_copy(update={"users": u})))
+    if users:
+        out.append(f"up to {users} user(s) at {request.context:,} tokens (--users {users})")
     current_bits = estimate_weight_bytes(model, mix).bits_per_weight(max(1, sum(t.tensor.params for t in estimate_weight_bytes(model, mix).tensors)))
     lower = []
     for name in WEIGHT_LADDER:
@@ -117,14 +148,8 @@ def explain_changes(
     found = _first_fitting(kv_lower, lambda item: feasible(new_mix=item[1]))
     if found:
         out.append(f"KV cache in {found[0]} (--kv-cache {found[0]})")
-    context = _largest(1, request.context - 1, lambda c: feasible(new_request=request.model_copy(update={"context": c})))
-    if context:
-        out.append(f"context up to {context:,} tokens for {request.users} user(s) (--context {context})")
-    users = _largest(1, request.users - 1, lambda u: feasible(new_request=request.model_copy(update={"users": u})))
-    if users:
-        out.append(f"up to {users} user(s) at {request.context:,} tokens (--users {users})")
     network = cluster.links[0].link if cluster.links else links["ethernet-100g"]
-    priced = sorted((h for h in hardware if h.price and h.kind == "gpu"), key=lambda h: (h.price.usd, h.id))[:12]
+    priced = sorted((h for h in hardware if h.price and h.kind == "gpu"), key=lambda h: (h.price.usd, h.id))[:8]
     added = 0
     for spec in priced:
         intra = links["nvswitch"] if (spec.nvlink_bandwidth_gb_s or 0) >= 600 else links["pcie-4"]
@@ -141,8 +166,9 @@ def explain_changes(
                            links=tuple(link for link in cluster.links if node.name not in (link.a, link.b)), source=cluster.source)
             try:
                 ok = feasible(new_cluster=rest)
-            except Exception:  # a cluster without links between its remaining nodes
+            except _OutOfTime:
+                raise
+            except Exception:  # noqa: BLE001 - the remaining nodes may have no link between them
                 ok = False
             if ok:
                 out.append(f"drop node {node.name} (its devices slow the pipeline below {request.min_tokens_per_s:g} tokens/s)")
-    return out

@@ -133,12 +133,15 @@ class _Sizer:
         return cache[(tp, users, last)]
 
 
-def _user_values(users: int, max_replicas: int) -> list[int]:
-    """Users per replica worth considering: every even split ceil/floor(U / R), and 1."""
+def _user_values(users: int, max_replicas: int, coarse: bool = False) -> list[int]:
+    """Users per replica worth considering: every even split ceil/floor(U / R), and 1. Coarse
+    (for quick what-if checks): only R = 1, 2, 4, 8, ..."""
     values = {1, users}
-    for replicas in range(1, min(users, max_replicas) + 1):
+    replicas = 1
+    while replicas <= min(users, max_replicas):
         values.add(math.ceil(users / replicas))
         values.add(users // replicas)
+        replicas = replicas * 2 if coarse else replicas + 1
     return sorted(v for v in values if v >= 1)
 
 
@@ -194,7 +197,8 @@ class RecipeBuilder:
     """Enumerates recipes for a cluster, model and request."""
 
     def __init__(self, model: ModelSpec, mix: PrecisionMix, request: ServeRequest, cluster: Cluster,
-                 calibrations: dict[str, SpeedCalibration], topology: Topology | None = None) -> None:
+                 calibrations: dict[str, SpeedCalibration], topology: Topology | None = None, coarse: bool = False) -> None:
+        self.coarse = coarse
         self.model, self.mix, self.request, self.cluster = model, mix, request, cluster
         self.calibrations = calibrations
         self.topology = topology or build_topology(cluster)
@@ -281,7 +285,7 @@ class RecipeBuilder:
             out.rejections.append(Rejection("any layout", "no device class supports a legal tensor-parallel size"))
             return out
         total_devices = sum(c.devices for c in self.classes)
-        out.user_values = _user_values(self.request.users, total_devices)
+        out.user_values = _user_values(self.request.users, total_devices, self.coarse)
         seen: set[tuple] = set()
         for users in out.user_values:
             minimal: dict[int, int] = {}
@@ -411,6 +415,7 @@ def _without_dominated(recipes: list[Recipe]) -> list[Recipe]:
 
 
 def build_candidates(model: ModelSpec, mix: PrecisionMix, request: ServeRequest, cluster: Cluster,
-                     calibrations: dict[str, SpeedCalibration], topology: Topology | None = None) -> CandidateSet:
-    """All recipes for serving `model` on `cluster`."""
-    return RecipeBuilder(model, mix, request, cluster, calibrations, topology).build()
+                     calibrations: dict[str, SpeedCalibration], topology: Topology | None = None,
+                     coarse: bool = False) -> CandidateSet:
+    """All recipes for serving `model` on `cluster` (coarse: fewer users-per-replica values)."""
+    return RecipeBuilder(model, mix, request, cluster, calibrations, topology, coarse).build()

@@ -9,7 +9,7 @@ from enum import Enum
 from ortools.sat.python import cp_model
 
 from planner.candidates.recipes import CandidateSet
-from planner.solver.model import SPEED_SCALE, build_model, max_copies, tie_breaker
+from planner.solver.model import SPEED_SCALE, add_copy_variables, add_device_limits, build_model, max_copies, tie_breaker
 
 SPEED_TERMS = ("total_tokens_per_s", "slowest_user_speed")
 
@@ -62,10 +62,10 @@ def _parameters(time_limit_s: float) -> cp_model.CpSolver:
     solver = cp_model.CpSolver()
     solver.parameters.max_time_in_seconds = time_limit_s
     solver.parameters.random_seed = SEED
-    # Two workers, interleaved so the search is reproducible; every optimum is unique because of
-    # the final tie-breaker, so a proven-optimal plan is the same plan on every run.
-    solver.parameters.num_workers = 2
-    solver.parameters.interleave_search = True
+    # One worker: CP-SAT's single-threaded search is fully deterministic for a fixed seed, so the
+    # same input gives the same plan. (Its deterministic multi-worker mode, interleave_search,
+    # aborts the process on some infeasible models with a solution hint in OR-Tools 9.15.)
+    solver.parameters.num_workers = 1
     return solver
 
 
@@ -119,3 +119,19 @@ def solve_candidates(candidates: CandidateSet, *, time_limit_s: float = 30.0) ->
         for index, var in v.copies.items():
             model.AddHint(var, values[index])
     return SolveResult(status, {i: n for i, n in values.items() if n}, primary, bound, terms[0].name, time.perf_counter() - start)
+
+
+def users_upper_bound(candidates: CandidateSet, *, time_limit_s: float = 1.0) -> int:
+    """A proven upper bound on the users any plan can serve (devices limited, users not matched
+    exactly): when it is below the users asked for, no plan exists."""
+    if not candidates.recipes:
+        return 0
+    model = cp_model.CpModel()
+    v = add_copy_variables(model, candidates)
+    add_device_limits(model, v, candidates)
+    users = sum(r.users * v.copies[r.index] for r in candidates.recipes)
+    model.Add(users <= candidates.request.users)
+    model.Maximize(users)
+    solver = _parameters(time_limit_s)
+    solver.Solve(model)
+    return int(solver.BestObjectiveBound())

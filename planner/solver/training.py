@@ -44,8 +44,7 @@ def solve_training(candidates: TrainingCandidates, *, time_limit_s: float = 30.0
     solver = cp_model.CpSolver()
     solver.parameters.max_time_in_seconds = time_limit_s
     solver.parameters.random_seed = SEED
-    solver.parameters.num_workers = 2
-    solver.parameters.interleave_search = True
+    solver.parameters.num_workers = 1  # deterministic (see planner/solver/solve.py)
     result = solver.Solve(model)
     if result not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         status = SolveStatus.TIMED_OUT if result == cp_model.UNKNOWN else SolveStatus.INFEASIBLE
