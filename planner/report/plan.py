@@ -30,7 +30,7 @@ def to_plan_text(data: dict[str, Any]) -> str:
     """Replicas -> stages -> devices with layer ranges, memory bars, speed and the bottleneck."""
     lines = [f"Plan for {data['model']} on {data['inventory']}: {data['status']}"]
     request = data["request"]
-    lines.append("Request: " + ", ".join(f"{k} {v}" for k, v in request.items()))
+    lines.append("Request: " + ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in request.items() if v is not None))
     solver = data["solver"]
     value = "" if solver["objective"] is None else f" = {solver['objective']:,.3f}"
     bound = "" if solver["bound"] is None else f", bound {solver['bound']:,.3f}, gap {solver['gap']:.2%}"
