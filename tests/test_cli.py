@@ -86,6 +86,7 @@ def test_training_with_parallelism(runner) -> None:
         (("memory",), "exactly one of --model"),
         (("memory", "--model", "llama-3.1-8b", "--mode", "train", "--offload-params"), "ZeRO stage 3"),
         (("memory", "--params", "7B", "--weights", "q4_k_m"), "mixes formats per tensor"),
+        (("memory", "--params", "70B", "-pp", "2"), "--pipeline-parallel-size"),
         (("models", "show", "qwen-3-8b"), "did you mean"),
     ],
 )

@@ -211,3 +211,24 @@ def test_never_slower_than_the_memory_proportional_split(inventory: str, model_n
     ours = sum(candidates.recipes[i].tokens_per_s * n for i, n in result.copies.items())
     assert ours >= baseline.tokens_per_s * (1 - 1e-9)
     assert ours > 1.2 * baseline.tokens_per_s  # layers go where they run best, not merely where they fit
+
+
+def test_tied_single_stage_and_sliding_capacity(runner) -> None:
+    # A tied model on one stage holds its shared matrix once; sliding layers keep only their window.
+    cluster = load_inventory(ROOT / "inventories" / "homelab.yaml")
+    candidates = build_candidates(load_catalog_model("gemma-2-9b"), build_precision_mix("bf16", "bf16"),
+                                  ServeRequest(users=3, context=4096), cluster, CAL)
+    alone = [r for r in candidates.recipes if [s.unit.device_class.spec.id for s in r.stages] == ["rtx-4090"]]
+    assert alone  # one RTX 4090 (21.4 GB for the engine) holds gemma-2-9b's 18.5 GB with its cache
+    oss = json.loads(deploy(runner, "--inventory", str(ROOT / "inventories" / "homelab.yaml"), "--model", "gpt-oss-20b",
+                            "--users", "4", "--context", "131072", "--format", "json").output)
+    assert oss["capacity"]["max_users"] >= 4 and oss["capacity"]["kv_cache_tokens"] >= 131072
+
+
+@pytest.mark.parametrize("args", [
+    ("--model", "llama-3.1-8b", "--prompt-tokens", "100000"),
+    ("--model", "llama-3.2-1b", "--mode", "train", "--global-batch-size", "3", "--micro-batch-size", "2"),
+])
+def test_inconsistent_settings_exit_2(runner, args) -> None:
+    result = runner.invoke(main, ["deploy", "--inventory", str(ROOT / "inventories" / "homelab.yaml"), *args])
+    assert result.exit_code == 2 and len(result.output.strip().splitlines()) == 1

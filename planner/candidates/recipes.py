@@ -48,6 +48,7 @@ class Recipe:
     kv_capacity_tokens: int
     devices_by_class: tuple[tuple[int, int], ...]  # (class index, devices)
     price_usd: float | None
+    max_users: int = 0  # users the replica could hold at the requested context
 
     @property
     def devices(self) -> int:
@@ -161,6 +162,8 @@ def _fill(units: list[UnitType], users: int, sizer: _Sizer, counts: list[int] | 
         layer_kv = sizer.layer_kv(unit.tp, users)
         embed, head = sizer.outer(unit.tp)
         fixed_w = (embed if first else 0.0) + (head if last else 0.0)
+        if first and last and sizer.model.tie_word_embeddings:
+            fixed_w -= embed  # one stage holds the shared matrix once
         fixed = sizer.fixed(unit.tp, users, last)
         budget = unit.device_class.budget_bytes
         need = fixed + fixed_w * (1 + overhead)
@@ -251,14 +254,14 @@ class RecipeBuilder:
         if self.request.min_tokens_per_s and speed.decode_tokens_per_s_per_user < self.request.min_tokens_per_s:
             return (f"{speed.decode_tokens_per_s_per_user:,.1f} tokens/s per user, below the "
                     f"{self.request.min_tokens_per_s:g} asked for")
-        capacity = self._kv_capacity(ordered, filled, users)
+        capacity, most_users = self._kv_capacity(ordered, filled, users)
         by_class: dict[int, int] = {}
         for unit in ordered:
             by_class[unit.device_class.index] = by_class.get(unit.device_class.index, 0) + unit.tp
         prices = [self._price(unit.device_class) for unit in ordered]
         price = None if any(p is None for p in prices) else sum(p * u.tp for p, u in zip(prices, ordered))
         stages = tuple(Stage(u, s, e, need) for u, (s, e, need) in zip(ordered, filled))
-        return Recipe(index, stages, users, speed, capacity, tuple(sorted(by_class.items())), price)
+        return Recipe(index, stages, users, speed, capacity, tuple(sorted(by_class.items())), price, most_users)
 
     def _price(self, cls: DeviceClass) -> float | None:
         if cls.index not in self._prices:
@@ -266,17 +269,35 @@ class RecipeBuilder:
             self._prices[cls.index] = device.price_usd
         return self._prices[cls.index]
 
-    def _kv_capacity(self, units: list[UnitType], filled: list[tuple[int, int, float]], users: int) -> int:
-        """Tokens of context the replica's free memory holds (the tightest stage decides, in whole pages)."""
-        tokens = None
-        for unit, (start, end, need) in zip(units, filled):
-            per_token = estimate_kv_bytes_per_token_layer(self.model, self.mix.kv_cache_dtype, unit.tp) * (end - start)
+    def _kv_capacity(self, units: list[UnitType], filled: list[tuple[int, int, float]], users: int) -> tuple[int, int]:
+        """(KV-cache tokens one sequence could hold, users the replica holds at the requested context).
+        The tightest stage decides; sliding layers keep at most their window; whole pages of
+        block_size tokens, as vLLM allocates them; each extra user also needs its fp32 logits."""
+        tokens: int | None = None
+        most_users: int | None = None
+        block = self.request.block_size
+        for k, (unit, (start, end, need)) in enumerate(zip(units, filled)):
+            per_token_layer = estimate_kv_bytes_per_token_layer(self.model, self.mix.kv_cache_dtype, unit.tp)
+            layers = range(start, end)
             kv_now = sum(self.sizer.layer_kv(unit.tp, users)[start:end])
             free = unit.device_class.budget_bytes - (need - kv_now)
-            page = per_token * self.request.block_size
-            stage_tokens = int(free // page) * self.request.block_size if page > 0 else 0
+
+            def cost(context: int) -> float:
+                return per_token_layer * sum(estimate_cached_tokens(self.model, i, context) for i in layers)
+
+            low, high = 0, 1 << 40
+            while low < high:  # largest context whose cache fits in `free` (cost is monotone)
+                middle = (low + high + 1) // 2
+                if cost(middle) <= free:
+                    low = middle
+                else:
+                    high = middle - 1
+            stage_tokens = low // block * block
+            per_user = cost(self.request.context) + (self.model.vocab_size * 4 if k == len(units) - 1 else 0.0)
+            stage_users = int((free + (self.model.vocab_size * 4 * users if k == len(units) - 1 else 0.0)) // per_user) if per_user > 0 else 0
             tokens = stage_tokens if tokens is None else min(tokens, stage_tokens)
-        return tokens or 0
+            most_users = stage_users if most_users is None else min(most_users, stage_users)
+        return tokens or 0, most_users or 0
 
     def build(self) -> CandidateSet:
         """Every recipe worth considering, and every rejection with its reason."""
@@ -352,7 +373,7 @@ class RecipeBuilder:
             return
         seen.add(key)
         out.recipes.append(Recipe(len(out.recipes), recipe.stages, recipe.users, recipe.speed, recipe.kv_capacity_tokens,
-                                  recipe.devices_by_class, recipe.price_usd))
+                                  recipe.devices_by_class, recipe.price_usd, recipe.max_users))
 
     def _mixed(self, out: CandidateSet, users: int, minimal: dict[int, int], seen: set[tuple], total_devices: int) -> None:
         """Pipelines over 2-3 unit types of different classes, with the smallest counts that fit.
@@ -410,7 +431,7 @@ def _without_dominated(recipes: list[Recipe]) -> list[Recipe]:
     for recipe in recipes:
         if recipe.index not in dropped:
             keep.append(Recipe(len(keep), recipe.stages, recipe.users, recipe.speed, recipe.kv_capacity_tokens,
-                               recipe.devices_by_class, recipe.price_usd))
+                               recipe.devices_by_class, recipe.price_usd, recipe.max_users))
     return keep
 
 

@@ -46,6 +46,8 @@ def run_deploy(opts: dict[str, Any]) -> tuple[dict[str, Any], Callable[[dict[str
     weights = opts["weights"] or ("checkpoint" if model.checkpoint else model.dtype)
     check_weights_choice(weights, model)
     mix = build_precision_mix(weights, opts["kv_cache"] or model.dtype)
+    if opts["prompt_tokens"] and opts["prompt_tokens"] > context:
+        raise InputError(f"a {opts['prompt_tokens']:,}-token prompt does not fit a {context:,}-token context", field="--prompt-tokens")
     try:
         request = ServeRequest(
             users=opts["users"], context=context, prompt_tokens=opts["prompt_tokens"], prefill_chunk=opts["prefill_chunk"],
@@ -87,6 +89,9 @@ def run_deploy(opts: dict[str, Any]) -> tuple[dict[str, Any], Callable[[dict[str
 def _run_train(opts: dict[str, Any], cluster, model, start: float) -> tuple[dict[str, Any], Callable[[dict[str, Any]], str], int]:
     """Training: choose tp x pp x dp, ZeRO stage, offload and recomputation together."""
     sequence = opts["sequence_length"] or opts["context"] or min(DEFAULT_CONTEXT, model.max_context)
+    if opts["global_batch_size"] % opts["micro_batch_size"]:
+        raise InputError(f"global batch {opts['global_batch_size']} is not a multiple of micro-batch {opts['micro_batch_size']}",
+                         field="--global-batch-size")
     if sequence > model.max_context:
         raise InputError(f"{sequence:,} tokens exceeds {model.name}'s maximum context of {model.max_context:,}", field="--sequence-length")
     lora = LoRASpec(rank=opts["lora_rank"] or 16) if (opts["lora_rank"] or opts["qlora"]) else None

@@ -81,6 +81,10 @@ def run_memory(opts: dict[str, Any]) -> tuple[dict[str, Any], Callable[[dict[str
     overhead = DEFAULT_OVERHEAD_FACTOR if opts["overhead"] is None else opts["overhead"]
     reserve = DEFAULT_RUNTIME_RESERVE_BYTES if opts["runtime_reserve_gib"] is None else int(opts["runtime_reserve_gib"] * GiB)
     if opts["params"]:
+        if opts["tensor_parallel_size"] > 1 or opts["pipeline_parallel_size"] > 1:
+            raise InputError("a bare parameter count has no layers or heads to split; use --model for tensor or "
+                             "pipeline parallelism", field="--tensor-parallel-size" if opts["tensor_parallel_size"] > 1
+                             else "--pipeline-parallel-size")
         parameters = parse_count(opts["params"])
         weights = resolve_weight_format(opts["weights"] or "bf16")
         if weights.is_mix:

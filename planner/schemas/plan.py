@@ -67,8 +67,8 @@ class PerformanceOut(_Out):
 class CapacityOut(_Out):
     """How much the plan could hold."""
 
-    kv_cache_tokens: int = Field(description="KV-cache tokens per replica (the smallest replica's).")
-    max_users: int = Field(description="Most concurrent users at the requested context (vLLM's maximum concurrency), all replicas.")
+    kv_cache_tokens: int = Field(description="KV-cache tokens one sequence could hold per replica (the smallest replica's; sliding layers keep their window).")
+    max_users: int = Field(description="Most concurrent users at the requested context over all replicas (vLLM's maximum concurrency), each user's logits included.")
 
 
 class SolverOut(_Out):

@@ -111,7 +111,7 @@ def build_plan(candidates: CandidateSet, result: SolveResult, *, wall_s: float, 
     )
     capacity = CapacityOut(
         kv_cache_tokens=min(r.kv_capacity_tokens for r in chosen),
-        max_users=sum(r.kv_capacity_tokens // request.context for r in chosen),
+        max_users=sum(r.max_users for r in chosen),
     )
     unused = [d.id for d in candidates.cluster.devices if d.id not in used]
     return PlanOut(status=result.status.value, replicas=replicas, performance=performance, capacity=capacity,
