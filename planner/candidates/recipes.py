@@ -282,22 +282,33 @@ class RecipeBuilder:
             kv_now = sum(self.sizer.layer_kv(unit.tp, users)[start:end])
             free = unit.device_class.budget_bytes - (need - kv_now)
 
-            def cost(context: int) -> float:
-                return per_token_layer * sum(estimate_cached_tokens(self.model, i, context) for i in layers)
-
-            low, high = 0, 1 << 40
-            while low < high:  # largest context whose cache fits in `free` (cost is monotone)
-                middle = (low + high + 1) // 2
-                if cost(middle) <= free:
-                    low = middle
-                else:
-                    high = middle - 1
-            stage_tokens = low // block * block
-            per_user = cost(self.request.context) + (self.model.vocab_size * 4 if k == len(units) - 1 else 0.0)
+            stage_tokens = self._tokens_fitting(layers, per_token_layer, free) // block * block
+            per_user = sum(self.sizer.layer_kv(unit.tp, 1)[start:end]) + (self.model.vocab_size * 4 if k == len(units) - 1 else 0.0)
             stage_users = int((free + (self.model.vocab_size * 4 * users if k == len(units) - 1 else 0.0)) // per_user) if per_user > 0 else 0
             tokens = stage_tokens if tokens is None else min(tokens, stage_tokens)
             most_users = stage_users if most_users is None else min(most_users, stage_users)
         return tokens or 0, most_users or 0
+
+    def _tokens_fitting(self, layers: range, per_token_layer: float, free: float) -> int:
+        """The longest context whose cache fits in `free` over `layers`: each layer holds
+        min(context, its window) tokens, so the cost is piecewise linear in the context."""
+        if free <= 0 or per_token_layer <= 0:
+            return 0
+        windows = sorted(self.model.sliding_window if self.model.layer_type(i) == "sliding" and self.model.sliding_window
+                         else math.inf for i in layers)
+        budget = free / per_token_layer  # layer-tokens the memory holds
+        done = 0.0  # tokens already placed in layers whose window is reached
+        previous = 0.0
+        for index, window in enumerate(windows):
+            growing = len(windows) - index  # layers still growing past `previous`
+            if window == math.inf:
+                return int(previous + (budget - done) / growing)
+            step = (window - previous) * growing
+            if step >= budget - done:
+                return int(previous + (budget - done) / growing)
+            done += step
+            previous = window
+        return self.model.max_context  # every layer slides: any context the model supports fits
 
     def build(self) -> CandidateSet:
         """Every recipe worth considering, and every rejection with its reason."""
