@@ -8,7 +8,7 @@ per-user speed floor.
 
 from __future__ import annotations
 
-from planner.estimate.engine import estimate_engine_budget_bytes
+from planner.estimate.engine import estimate_engine_budget_bytes, estimate_training_capacity_bytes
 from planner.estimate.memory import estimate_stage_memory, estimate_training_memory
 from planner.estimate.performance import StagePlan, estimate_replica_speed
 from planner.estimate.weights import estimate_weight_bytes
@@ -16,7 +16,7 @@ from planner.schemas.inventory import Cluster
 from planner.schemas.model import ModelSpec
 from planner.schemas.plan import PlanOut
 from planner.schemas.precision import PrecisionMix
-from planner.schemas.serving import DRIVER_RESERVED_BYTES, ServeRequest
+from planner.schemas.serving import ServeRequest
 from planner.schemas.workload import Parallelism, TrainWorkload
 from planner.schemas.speed import SpeedCalibration
 from planner.topology import Topology
@@ -98,7 +98,7 @@ def check_plan(
 
 def check_training_plan(
     plan: PlanOut, model: ModelSpec, mix: PrecisionMix, workload: TrainWorkload, cluster: Cluster,
-    *, global_batch_size: int, runtime_reserve_bytes: int,
+    *, global_batch_size: int,
 ) -> list[str]:
     """Violations of a training plan: devices, tensor-parallel groups, layer coverage, batch
     divisibility and memory on every device, recomputed from the inputs."""
@@ -134,16 +134,9 @@ def check_training_plan(
                     problems.append(f"device {device.id} is used twice")
                 seen.add(device.id)
                 need = memory.devices[k].total_bytes
-                capacity = _training_capacity(device, runtime_reserve_bytes)
+                capacity = estimate_training_capacity_bytes(device)
                 if need > capacity + TOLERANCE_BYTES:
                     problems.append(f"{device.id} needs {need / 1e9:,.2f} GB for training, it lends {capacity / 1e9:,.2f} GB")
         if expected != model.num_layers:
             problems.append(f"rank {replica.index}: layers end at {expected}, the model has {model.num_layers}")
     return problems
-
-
-def _training_capacity(device, runtime_reserve_bytes: int) -> float:
-    """Memory a device lends to training: all its usable memory (less what the driver keeps)."""
-    if device.spec.unified_memory:
-        return float(device.usable_bytes)
-    return device.memory_bytes - DRIVER_RESERVED_BYTES - (device.memory_bytes - device.usable_bytes)

@@ -13,7 +13,8 @@ from planner.estimate.training_speed import TrainingStep, estimate_training_flop
 from planner.schemas.inventory import Cluster
 from planner.schemas.model import ModelSpec
 from planner.schemas.precision import PrecisionMix
-from planner.schemas.serving import DRIVER_RESERVED_BYTES, ServeRequest
+from planner.estimate.engine import estimate_training_capacity_bytes
+from planner.schemas.serving import ServeRequest
 from planner.schemas.speed import SpeedCalibration
 from planner.schemas.workload import LoRASpec, Parallelism, Recompute, TrainWorkload
 from planner.topology import Topology
@@ -89,10 +90,7 @@ def _pcie_gb_s(device_class: DeviceClass) -> float:
 
 def _budget(device_class: DeviceClass, cluster: Cluster, request: TrainRequest) -> float:
     device = next(d for d in cluster.devices if d.id == device_class.device_ids[0][0])
-    if device.spec.unified_memory:
-        return device.usable_bytes - request.runtime_reserve_bytes
-    held = device.memory_bytes - device.usable_bytes
-    return device.memory_bytes - DRIVER_RESERVED_BYTES - held - request.runtime_reserve_bytes
+    return estimate_training_capacity_bytes(device) - request.runtime_reserve_bytes
 
 
 def build_training_candidates(

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from planner.candidates.recipes import build_candidates
 from planner.candidates.training import TrainRequest, build_training_candidates
-from planner.commands.memory import check_weights_choice
+from planner.commands.memory import check_weights_choice, to_input_error
 from planner.errors import InputError
 from planner.explain import explain_binding, explain_changes
 from planner.loaders.calibration import load_calibration
@@ -56,8 +56,7 @@ def run_deploy(opts: dict[str, Any]) -> tuple[dict[str, Any], Callable[[dict[str
             **({"runtime_reserve_bytes": int(opts["runtime_reserve_gib"] * GiB)} if opts["runtime_reserve_gib"] is not None else {}),
         )
     except ValidationError as exc:
-        first = exc.errors()[0]
-        raise InputError(first["msg"], field="--" + "-".join(str(p) for p in first["loc"]).replace("_", "-")) from None
+        raise to_input_error(exc) from None
     calibrations = load_calibration()
     topology = build_topology(cluster)
     candidates = build_candidates(model, mix, request, cluster, calibrations, topology)
@@ -124,8 +123,7 @@ def _run_train(opts: dict[str, Any], cluster, model, start: float) -> tuple[dict
             offload_optimizer=layout.offload != "none", offload_params=layout.offload == "optimizer+params", lora=lora,
             overhead_factor=request.overhead_factor, runtime_reserve_bytes=reserve,
         )
-        problems = check_training_plan(plan, model, mix, workload, cluster, global_batch_size=request.global_batch_size,
-                                       runtime_reserve_bytes=reserve)
+        problems = check_training_plan(plan, model, mix, workload, cluster, global_batch_size=request.global_batch_size)
     else:
         seen: list[str] = []
         for reason in candidates.rejections:

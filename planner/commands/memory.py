@@ -48,7 +48,7 @@ def _check_parallelism(model: ModelSpec, par: Parallelism) -> None:
         raise InputError(f"{p} pipeline stages for {model.num_layers} layers", field="--pipeline-parallel-size")
 
 
-def _validation_error(exc: ValidationError) -> InputError:
+def to_input_error(exc: ValidationError) -> InputError:
     first = exc.errors()[0]
     field = ".".join(map(str, first["loc"])) or None
     return InputError(first["msg"].removeprefix("Value error, "), field=f"--{field.replace('_', '-')}" if field else None)
@@ -65,7 +65,7 @@ def _train_workload(opts: dict[str, Any], sequence_length: int, overhead: float,
             overhead_factor=overhead, runtime_reserve_bytes=reserve,
         )
     except ValidationError as exc:
-        raise _validation_error(exc) from None
+        raise to_input_error(exc) from None
 
 
 def _largest_tensor(model: ModelSpec) -> int:
@@ -136,7 +136,7 @@ def run_memory(opts: dict[str, Any]) -> tuple[dict[str, Any], Callable[[dict[str
         else:
             workload = _train_workload(opts, opts["sequence_length"] or context, overhead, reserve)
     except ValidationError as exc:
-        raise _validation_error(exc) from None
+        raise to_input_error(exc) from None
     report = to_memory_dict(model, mix, workload, parallelism)
     if isinstance(workload, TrainWorkload) and opts["estimator"] == "deepspeed":
         largest = parse_count(opts["largest_layer_params"], field="--largest-layer-params") if opts["largest_layer_params"] else _largest_tensor(model)

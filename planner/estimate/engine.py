@@ -19,3 +19,12 @@ def estimate_engine_budget_bytes(device: Device, request: ServeRequest) -> float
     visible = device.memory_bytes - DRIVER_RESERVED_BYTES
     held_elsewhere = device.memory_bytes - device.usable_bytes  # reserved_gb, used_gb, usable fraction
     return visible * request.gpu_memory_utilization - held_elsewhere - request.runtime_reserve_bytes
+
+
+def estimate_training_capacity_bytes(device: Device) -> float:
+    """Bytes a device lends to training (no engine share): what CUDA reports less memory held
+    elsewhere on a GPU, the usable memory on a unified-memory machine. The runtime reserve is
+    part of the need (overhead_bytes), not taken off here."""
+    if device.spec.unified_memory:
+        return float(device.usable_bytes)
+    return device.memory_bytes - DRIVER_RESERVED_BYTES - (device.memory_bytes - device.usable_bytes)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from planner.candidates.recipes import CandidateSet
 from planner.estimate.engine import estimate_engine_budget_bytes
 from planner.estimate.memory import estimate_stage_memory
+from planner.estimate.weights import estimate_weight_bytes
 from planner.schemas.plan import (
     CapacityOut,
     DeviceMemoryOut,
@@ -60,7 +61,7 @@ def build_plan(candidates: CandidateSet, result: SolveResult, *, wall_s: float, 
                        unused_devices=all_ids, verification=[], **base)
     devices = {d.id: d for d in candidates.cluster.devices}
     request = candidates.request
-    weights = _weights(candidates)
+    weights = estimate_weight_bytes(candidates.model, candidates.mix)
     replicas: list[ReplicaOut] = []
     used: set[str] = set()
     for r, (index, stage_ids) in enumerate(assign_devices(candidates, result.copies)):
@@ -116,12 +117,6 @@ def build_plan(candidates: CandidateSet, result: SolveResult, *, wall_s: float, 
     unused = [d.id for d in candidates.cluster.devices if d.id not in used]
     return PlanOut(status=result.status.value, replicas=replicas, performance=performance, capacity=capacity,
                    unused_devices=unused, verification=[], **base)
-
-
-def _weights(candidates: CandidateSet):
-    from planner.estimate.weights import estimate_weight_bytes
-
-    return estimate_weight_bytes(candidates.model, candidates.mix)
 
 
 def _round(value: float | None) -> float | None:
