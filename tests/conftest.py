@@ -1,4 +1,4 @@
-"""Factories for tiny models and access to the shared reference data."""
+"""Factories for tiny models and access to the reference data in tests/data."""
 
 from __future__ import annotations
 
@@ -14,13 +14,13 @@ from planner.loaders.hf_config import build_model_spec, load_model_config
 from planner.schemas.model import ModelSpec
 
 ROOT = Path(__file__).resolve().parent.parent
-# ../shared/reference/ sits beside the checkout (the project's reference data).
-REFERENCE = ROOT.parent / "shared" / "reference"
-REFERENCE_CONFIGS = REFERENCE / "model-configs"
+DATA = ROOT / "tests" / "data"
+# Real config.json files, each with a `_source` key naming the public file it was read from.
+REFERENCE_CONFIGS = DATA / "model-configs"
 
 
 def reference_model(name: str) -> ModelSpec:
-    """A model from ../shared/reference/model-configs/<name>.json."""
+    """A model from tests/data/model-configs/<name>.json."""
     return load_model_config(REFERENCE_CONFIGS / f"{name}.json")
 
 
@@ -54,13 +54,6 @@ def mix(weights: str = "bf16", kv: str = "fp16", **overrides: str):
 @pytest.fixture
 def runner() -> CliRunner:
     return CliRunner()
-
-
-@pytest.fixture
-def reference_dir() -> Path:
-    if not REFERENCE_CONFIGS.exists():
-        pytest.fail(f"reference data not found at {REFERENCE_CONFIGS}")
-    return REFERENCE_CONFIGS
 
 
 def write_config(tmp_path: Path, config: dict[str, Any], name: str = "config.json") -> Path:

@@ -1,5 +1,5 @@
 """Bits per weight of every format, and GGUF file sizes pinned to measured llama.cpp files
-(../shared/reference/README.md s3: XiongjieDai GGUF sizes, llama.cpp PR #4766, benches/dgx-spark.md)."""
+(XiongjieDai GGUF sizes, llama.cpp PR #4766, llama.cpp benches/dgx-spark.md)."""
 
 from __future__ import annotations
 
@@ -130,7 +130,7 @@ def test_component_overrides() -> None:
 
 
 def test_gpt_oss_120b_mxfp4_file_size() -> None:
-    # llama.cpp benches/dgx-spark.md: gpt-oss-120b MXFP4 is 59.02 GiB (../shared/reference/README.md s3).
+    # llama.cpp benches/dgx-spark.md: gpt-oss-120b MXFP4 is 59.02 GiB.
     from planner.loaders.catalog import load_catalog_model
 
     size = estimate_weight_bytes(load_catalog_model("gpt-oss-120b"), build_precision_mix("mxfp4_moe")).total_bytes

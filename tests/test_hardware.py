@@ -20,7 +20,7 @@ REQUIRED = [
     "m1-7c-8gb", "m1-max-32c-64gb", "m2-ultra-76c-192gb", "m3-max-40c-64gb", "m3-ultra-80c-512gb", "m4-max-40c-128gb",
 ]
 
-# Memory bandwidth in GB/s, ../shared/reference/README.md s4 (vendor figures).
+# Memory bandwidth in GB/s, vendor figures (NVIDIA, AMD and Apple product pages, as each catalog entry cites).
 REFERENCE_BANDWIDTH = {
     "rtx-3090": 936, "rtx-4090": 1008, "a100-sxm-80gb": 2039, "a100-pcie-80gb": 1935, "h100-sxm": 3350,
     "h100-pcie": 2000, "h200": 4800, "b200": 8000, "mi300x": 5300, "l40s": 864, "dgx-spark-gb10": 273,

@@ -1,4 +1,4 @@
-"""KV cache, pinned to ../shared/reference/README.md s1 ("KV cache bytes per token" and vLLM's accounting)."""
+"""KV cache, pinned to the per-token formula on the configs in tests/data/model-configs and to vLLM's accounting (issue #10517)."""
 
 from __future__ import annotations
 

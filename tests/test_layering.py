@@ -1,4 +1,4 @@
-"""The import rules of the architecture (../shared/STYLE.md "The shape: data flows one way")."""
+"""The import rules of the architecture (docs/architecture.md: data flows one way)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Exact parameter counts, pinned to ../shared/reference/README.md s1 (transformers 5.24, meta device)."""
+"""Exact parameter counts, pinned to counts from Hugging Face transformers 5.24 (model built on the meta device, every parameter tensor once)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from planner.estimate.parameters import estimate_layer_tensors, estimate_model_tensors, estimate_parameters
 from tests.conftest import reference_model, tiny_model
 
-# model: (total, active) exactly as in ../shared/reference/README.md "Exact parameter counts".
+# model: (total, active) exactly as transformers 5.24 counts them (tests/data/README.md).
 REFERENCE_COUNTS = {
     "Llama-2-7B": (6_738_415_616, None),
     "Llama-3.1-8B": (8_030_261_248, None),

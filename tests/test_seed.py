@@ -1,4 +1,4 @@
-"""The seed guide's formulas, reproduced exactly (../shared/seed/: TL;DR, N x B/8 x (1 + O), KV, speed tiers)."""
+"""The seed guide's formulas, reproduced exactly ("Parameter Counts and VRAM Requirements for LLMs - Comprehensive Guide": TL;DR, N x B/8 x (1 + O), KV, speed tiers)."""
 
 from __future__ import annotations
 

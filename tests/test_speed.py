@@ -1,5 +1,5 @@
 """The decode speed model against every measured single-device and multi-GPU row of
-../shared/reference/README.md s3 (tests/data/decode_measurements.yaml). Prints the table."""
+tests/data/decode_measurements.yaml (XiongjieDai GPU benchmarks, llama.cpp benches and PR #4766). Prints the table."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Training memory pinned to ../shared/reference/README.md s2 (ZeRO paper, DeepSpeed docs, Korthikanti et al.)."""
+"""Training memory pinned to the ZeRO paper (Rajbhandari et al. SC'20), the DeepSpeed memory docs and Korthikanti et al. 2022."""
 
 from __future__ import annotations
 

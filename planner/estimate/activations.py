@@ -17,7 +17,7 @@ def estimate_block_peak_elements(model: ModelSpec, layer: int, tensor_parallel_s
     MLP: residual + normed input + output (3h) plus the fused gate/up output (2i) and the product
     that feeds down_proj (i), the latter two split across ranks. This reproduces vLLM's profile run
     on Llama-3.1-8B: (3h + 3i) x 2 B = 110,592 B per token, 2.06 GiB for 20,000 tokens against the
-    2.10 GiB measured (peak 17.06 GiB - weights 14.96 GiB, ../shared/reference/README.md s1).
+    2.10 GiB measured (peak 17.06 GiB - weights 14.96 GiB, vLLM issue #10517).
     """
     t = tensor_parallel_size
     h = model.hidden_size

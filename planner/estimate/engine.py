@@ -3,7 +3,7 @@
 GPUs (vLLM): the engine takes gpu_memory_utilization of the memory CUDA reports (the card's
 memory less what the driver keeps), minus non-torch memory; memory other programs use counts
 against it. Unified-memory machines (llama.cpp/MLX on macOS): the GPU's wired limit less what
-the inventory reserves. Checked against vLLM's log in ../shared/reference/README.md s1.
+the inventory reserves. Checked against the start-up log in vLLM issue #10517.
 """
 
 from __future__ import annotations

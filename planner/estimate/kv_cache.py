@@ -22,7 +22,7 @@ def estimate_kv_bytes_per_token_layer(
     """Bytes one token adds to one layer's cache on one tensor-parallel rank."""
     if model.mla is not None:
         # DeepSeek MLA caches the compressed latent and the shared rotary key, once per token;
-        # vLLM keeps a full copy on every rank (../shared/reference/README.md s1).
+        # vLLM keeps a full copy on every rank (vllm/v1/kv_cache_interface.py MLAAttentionSpec).
         width = model.mla.kv_lora_rank + model.mla.qk_rope_head_dim
         return width * kv_dtype.bits_per_weight(head_dim=width) / 8.0
     heads = estimate_kv_heads_per_rank(model, tensor_parallel_size)

@@ -1,6 +1,6 @@
 """Decode and prefill time per stage: bytes over achievable bandwidth, FLOPs over achievable compute.
 
-Decode is memory-bound at small batch (../shared/reference/README.md s3): each token reads the
+Decode is memory-bound at small batch (the llama.cpp tables in tests/data/decode_measurements.yaml): each token reads the
 weights its layers touch and every user's KV cache. The step takes the larger of the memory time
 and the compute time, plus a fixed per-step cost (kernel launches, sampling) that dominates small
 models on fast GPUs. Achievable fractions of peak come from planner/catalog/calibration.yaml,

@@ -14,7 +14,7 @@ Objective = Literal["throughput", "latency", "cost", "devices"]
 DEFAULT_GPU_MEMORY_UTILIZATION = 0.9
 # Non-torch memory vLLM measured on an RTX 3090 (CUDA context, cuBLAS/NCCL workspaces): 0.35 GiB;
 # and CUDA reporting 23.58 GiB of the card's 24 GiB (0.42 GiB kept by driver and firmware).
-# vLLM issue #10517, ../shared/reference/README.md s1.
+# vLLM issue #10517 (github.com/vllm-project/vllm/issues/10517), the start-up log.
 DEFAULT_RUNTIME_RESERVE_BYTES = int(0.35 * GiB)
 DRIVER_RESERVED_BYTES = int(0.42 * GiB)
 

@@ -14,7 +14,7 @@ Recompute = Literal["none", "selective", "full"]
 # Seed guide: O "commonly 0.1-0.3, covering alignment/padding/framework overhead".
 DEFAULT_OVERHEAD_FACTOR = 0.10
 # Non-torch memory (CUDA context, NCCL/cuBLAS workspaces) measured by vLLM on an RTX 3090:
-# 0.35 GiB (vLLM issue #10517, ../shared/reference/README.md s1).
+# 0.35 GiB (vLLM issue #10517, the start-up log).
 DEFAULT_RUNTIME_RESERVE_BYTES = int(0.35 * GiB)
 
 
