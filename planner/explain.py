@@ -10,7 +10,7 @@ import time
 from collections.abc import Callable
 
 from planner.candidates.recipes import CandidateSet, build_candidates
-from planner.estimate.engine import estimate_engine_budget_bytes
+from planner.estimate.engine import estimate_engine_capacity_bytes
 from planner.estimate.kv_cache import estimate_kv_cache_bytes
 from planner.estimate.weights import estimate_weight_bytes
 from planner.schemas.hardware import HardwareSpec
@@ -35,10 +35,17 @@ class _OutOfTime(Exception):
 
 
 def is_feasible(model: ModelSpec, mix: PrecisionMix, request: ServeRequest, cluster: Cluster,
-                calibrations: dict[str, SpeedCalibration], time_limit_s: float = CHECK_TIME_LIMIT_S) -> bool:
+                calibrations: dict[str, SpeedCalibration], time_limit_s: float = CHECK_TIME_LIMIT_S,
+                deadline: float | None = None) -> bool:
     """True when some plan serves every user (a quick heuristic first, then a short solve; a
     check that runs out of time counts as not feasible)."""
-    candidates = build_candidates(model, mix, request, cluster, calibrations, coarse=True)
+    if deadline is not None:
+        time_limit_s = min(time_limit_s, deadline - time.perf_counter())
+        if time_limit_s <= 0:
+            raise _OutOfTime
+    candidates = build_candidates(model, mix, request, cluster, calibrations, coarse=True, deadline=deadline)
+    if candidates.stopped_early:
+        raise _OutOfTime
     if not candidates.recipes:
         return False
     if heuristic_copies(candidates):
@@ -53,7 +60,8 @@ def explain_binding(candidates: CandidateSet) -> list[str]:
     model, mix, request, cluster = candidates.model, candidates.mix, candidates.request, candidates.cluster
     weights = estimate_weight_bytes(model, mix).total_bytes
     kv = estimate_kv_cache_bytes(model, mix.kv_cache_dtype, context=request.context, users=request.users)
-    budget = sum(max(0.0, estimate_engine_budget_bytes(d, request)) for d in cluster.devices)
+    budget = sum(max(0.0, estimate_engine_capacity_bytes(d, request.gpu_memory_utilization) - request.runtime_reserve_bytes)
+                 for d in cluster.devices)
     lines = [
         f"{model.name} in {mix.weights.id} needs {weights / 1e9:,.1f} GB of weights plus {kv / 1e9:,.1f} GB of "
         f"{mix.kv_cache_dtype.id} KV cache for {request.users} user(s) at {request.context:,} tokens; the inventory's "
@@ -103,23 +111,24 @@ def _with_devices(cluster: Cluster, spec: HardwareSpec, count: int, link: LinkSp
 def explain_changes(
     model: ModelSpec, mix: PrecisionMix, request: ServeRequest, cluster: Cluster, calibrations: dict[str, SpeedCalibration],
     *, weight_formats: dict[str, PrecisionFormat], kv_formats: dict[str, PrecisionFormat], hardware: list[HardwareSpec],
-    links: dict[str, LinkSpec],
+    links: dict[str, LinkSpec], deadline: float | None = None,
 ) -> list[str]:
-    """Smallest changes that would fit, each verified by re-planning, within EXPLAIN_BUDGET_S.
-    The checks use replica sizes of U / 2^k users, so a change they find always fits; on large
-    clusters a slightly larger change may fit too."""
+    """Smallest changes that would fit, each verified by re-planning, within EXPLAIN_BUDGET_S and
+    before `deadline` (a time.perf_counter() value). The checks use replica sizes of U / 2^k
+    users, so a change they find always fits; on large clusters a slightly larger change may fit too."""
     out: list[str] = []
-    deadline = time.perf_counter() + EXPLAIN_BUDGET_S
+    start = time.perf_counter()
+    stop = start + EXPLAIN_BUDGET_S if deadline is None else min(deadline, start + EXPLAIN_BUDGET_S)
 
     def feasible(new_mix: PrecisionMix = mix, new_request: ServeRequest = request, new_cluster: Cluster = cluster) -> bool:
-        if time.perf_counter() > deadline:
+        if time.perf_counter() > stop:
             raise _OutOfTime
-        return is_feasible(model, new_mix, new_request, new_cluster, calibrations)
+        return is_feasible(model, new_mix, new_request, new_cluster, calibrations, deadline=stop)
 
     try:
         _search_changes(out, feasible, model, mix, request, cluster, weight_formats, kv_formats, hardware, links)
     except _OutOfTime:
-        out.append(f"(stopped looking for more changes after {EXPLAIN_BUDGET_S:g} s)")
+        out.append(f"(stopped looking for more changes after {time.perf_counter() - start:,.1f} s, at the time limit)")
     return out
 
 

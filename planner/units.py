@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 from planner.errors import InputError
@@ -14,18 +15,19 @@ _SUFFIX = {"": 1, "k": 10**3, "m": 10**6, "b": 10**9, "g": 10**9, "t": 10**12}
 _SIZE_RE = re.compile(r"^\s*([0-9]*\.?[0-9]+(?:e[+-]?[0-9]+)?)\s*([kmbgt]?)\s*$", re.IGNORECASE)
 
 
-def parse_count(text: str | int | float, *, field: str = "--params") -> int:
+def parse_count(text: str | int | float, *, field: str = "--params", maximum: float = 10**15) -> int:
     """Read a parameter count such as '70B', '7.5e9', '405M' or 8030261248 as an integer."""
     if isinstance(text, (int, float)):
         value = float(text)
     else:
-        match = _SIZE_RE.match(str(text))
+        shown = str(text) if len(str(text)) <= 40 else str(text)[:37] + "..."
+        match = _SIZE_RE.match(str(text)) if len(str(text)) <= 100 else None
         if not match:
-            raise InputError(
-                f"expected a count like 70B, 7.5e9 or 405M, got '{text}'", field=field
-            )
+            raise InputError(f"expected a count like 70B, 7.5e9 or 405M, got '{shown}'", field=field)
         value = float(match.group(1)) * _SUFFIX[match.group(2).lower()]
-    if value <= 0:
+    if not math.isfinite(value) or value > maximum:
+        raise InputError(f"expected a count of at most {maximum:,.0f}, got '{text}'", field=field)
+    if value < 0.5:
         raise InputError(f"expected a positive count, got '{text}'", field=field)
     return int(round(value))
 
@@ -51,3 +53,41 @@ def format_count(value: int) -> str:
         if value >= scale:
             return f"{value:,} ({value / scale:.2f} {suffix})"
     return f"{value:,}"
+
+
+def format_bytes(num_bytes: float) -> str:
+    """A size for people in binary units: 512 B, 4 MiB, 1.5 GiB."""
+    for scale, suffix in ((2**40, "TiB"), (GiB, "GiB"), (MiB, "MiB"), (2**10, "KiB")):
+        if num_bytes >= scale:
+            return f"{num_bytes / scale:,.3g} {suffix}"
+    return f"{num_bytes:,.0f} B"
+
+
+def ms_to_s(milliseconds: float) -> float:
+    """Milliseconds to seconds."""
+    return milliseconds / 1000.0
+
+
+def us_to_s(microseconds: float) -> float:
+    """Microseconds to seconds."""
+    return microseconds * 1e-6
+
+
+def gb_s_to_bytes_s(gb_per_s: float) -> float:
+    """GB/s (10^9 bytes per second) to bytes per second."""
+    return gb_per_s * GB
+
+
+def tflops_to_flops(tflops: float) -> float:
+    """TFLOPS (10^12 per second) to FLOP/s."""
+    return tflops * 1e12
+
+
+def gib_to_bytes(gib: float) -> int:
+    """GiB to whole bytes."""
+    return int(gib * GiB)
+
+
+def gb_to_bytes(gb: float) -> int:
+    """GB to whole bytes."""
+    return int(gb * GB)

@@ -60,3 +60,26 @@ def write_config(tmp_path: Path, config: dict[str, Any], name: str = "config.jso
     path = tmp_path / name
     path.write_text(json.dumps(config, indent=2))
     return path
+
+
+def serve_request(model: ModelSpec, precision, **fields: Any):
+    """The typed request a serving plan records, for `model` under the mix `precision`."""
+    from planner.assign.identity import build_model_ref, build_precision_out
+    from planner.schemas.plan import ServePlanRequest
+
+    return ServePlanRequest(model=build_model_ref(model), precision=build_precision_out(precision), **fields)
+
+
+def plan_serving(model: ModelSpec, precision, cluster, request, calibrations=None, time_limit_s: float = 30.0):
+    """(candidates, solver result, verified-ready plan) for a serving request, without the CLI."""
+    from planner.assign.identity import build_inventory_ref
+    from planner.assign.serve import build_serve_plan
+    from planner.candidates.recipes import build_candidates
+    from planner.loaders.calibration import load_calibration
+    from planner.solver.solve import solve_candidates
+
+    calibrations = calibrations or load_calibration()
+    candidates = build_candidates(model, precision, request, cluster, calibrations)
+    result = solve_candidates(candidates, time_limit_s=time_limit_s)
+    plan = build_serve_plan(candidates, result, request=request, inventory=build_inventory_ref(cluster))
+    return candidates, result, plan

@@ -282,7 +282,7 @@ def test_cli_memory_and_deploy_on_a_checkpoint(runner, tmp_path: Path) -> None:
     plan = runner.invoke(main, ["deploy", "--inventory", str(ROOT / "inventories" / "homelab.yaml"), "--model", str(folder),
                                 "--users", "2", "--context", "256", "--format", "json"])
     assert plan.exit_code == 0, plan.output
-    assert json.loads(plan.output)["request"]["weights"] == "checkpoint" and json.loads(plan.output)["verification"] == []
+    assert json.loads(plan.output)["request"]["precision"]["weights"] == "checkpoint" and json.loads(plan.output)["verification"] == []
     bad = runner.invoke(main, ["memory", "--model", "llama-3.1-8b", "--weights", "checkpoint"])
     assert bad.exit_code == 2 and "checkpoint" in bad.output
 

@@ -18,13 +18,14 @@ from planner.loaders.catalog import load_catalog_model
 from planner.loaders.formats import build_precision_mix
 from planner.loaders.inventory import build_cluster, load_inventory
 from planner.loaders.yamlfile import parse_yaml_text
-from planner.schemas.serving import ServeRequest
-from planner.solver.assign import build_plan
-from planner.solver.brute_force import brute_force_best
-from planner.solver.solve import SolveStatus, solve_candidates
+from planner.schemas.plan import SolveStatus
+from planner.solver.solve import solve_candidates
 from planner.topology import build_topology
-from planner.verify import check_plan
-from tests.conftest import ROOT
+from planner.verify import check_serve_plan
+from tests.conftest import ROOT, plan_serving, serve_request
+from planner.schemas.objectives import OBJECTIVES
+from tests.oracle import _score as oracle_score
+from tests.oracle import brute_force_best
 
 INVENTORIES = sorted((ROOT / "inventories").glob("*.yaml"))
 CAL = load_calibration()
@@ -39,7 +40,8 @@ def test_every_inventory_gets_a_verified_plan(runner, path: Path) -> None:
     result = deploy(runner, "--inventory", str(path), "--model", "llama-3.1-8b", "--users", "4", "--context", "4096", "--format", "json")
     assert result.exit_code == 0, result.output
     plan = json.loads(result.output)
-    assert plan["status"] in ("optimal", "feasible") and plan["verification"] == []
+    assert plan["solver"]["status"] in ("optimal", "feasible") and plan["verification"] == []
+    assert plan["schema_version"] == 1 and plan["mode"] == "serve"
     assert sum(r["users"] for r in plan["replicas"]) == 4
     for replica in plan["replicas"]:
         layers = [s["layers"] for s in replica["stages"]]
@@ -51,30 +53,28 @@ def test_every_inventory_gets_a_verified_plan(runner, path: Path) -> None:
                 memory = device["memory"]
                 assert memory["total_bytes"] <= memory["capacity_bytes"]
                 assert {"weights_bytes", "kv_cache_bytes", "activations_bytes", "overhead_bytes", "total_bytes", "capacity_bytes"} <= set(memory)
-                assert memory["gradients_bytes"] == memory["optimizer_bytes"] == 0  # serving
+                assert "gradients_bytes" not in memory and "optimizer_bytes" not in memory  # serving
     for key in ("decode_tokens_per_s_per_user", "decode_tokens_per_s_total", "time_to_first_token_s", "bottleneck"):
         assert key in plan["performance"]
     assert plan["capacity"]["max_users"] >= 4 and plan["capacity"]["kv_cache_tokens"] >= 4096
-    assert {"status", "wall_s", "objective", "bound"} <= set(plan["solver"])
+    assert {"status", "objective", "bound", "objective_unit"} <= set(plan["solver"]) and "wall_s" not in plan["solver"]
     assert plan["solver"]["objective"] == pytest.approx(plan["performance"]["decode_tokens_per_s_total"], abs=0.01)
     assert deploy(runner, "--inventory", str(path), "--model", "llama-3.1-8b", "--users", "4").exit_code == 0
 
 
-def _strip_timing(text: str) -> dict:
-    data = json.loads(text)
-    data["solver"]["wall_s"] = 0
-    return data
-
-
-def test_same_input_same_plan(runner, tmp_path: Path) -> None:
+def test_same_input_same_plan_byte_for_byte(runner, tmp_path: Path) -> None:
     args = ("--inventory", str(ROOT / "inventories" / "mixed-gpu-mac.yaml"), "--model", "llama-3.1-70b", "--weights", "q4_k_m",
             "--users", "3", "--context", "8192", "--format", "json")
     first, second = deploy(runner, *args), deploy(runner, *args)
-    assert _strip_timing(first.output) == _strip_timing(second.output)
+    assert first.stdout == second.stdout
     out = tmp_path / "plans" / "plan.yaml"
+    out.parent.mkdir()
     assert deploy(runner, *args, "-o", str(out)).exit_code == 0
-    assert yaml.safe_load(out.read_text())["replicas"] == json.loads(first.output)["replicas"]
-    assert [p.name for p in out.parent.iterdir()] == ["plan.yaml"]
+    again = tmp_path / "plans" / "again.yaml"
+    assert deploy(runner, *args, "-o", str(again)).exit_code == 0
+    assert out.read_bytes() == again.read_bytes()
+    assert yaml.safe_load(out.read_text())["replicas"] == json.loads(first.stdout)["replicas"]
+    assert sorted(p.name for p in out.parent.iterdir()) == ["again.yaml", "plan.yaml"]
 
 
 def test_vllm_kv_capacity_on_one_rtx_3090(tmp_path: Path) -> None:
@@ -82,10 +82,8 @@ def test_vllm_kv_capacity_on_one_rtx_3090(tmp_path: Path) -> None:
     # (max_num_batched_tokens = 20,000): 1,952 blocks = 31,232 tokens. Within 10%.
     cluster = build_cluster(parse_yaml_text("name: one\nnodes:\n  - name: box\n    devices:\n      - type: rtx-3090\n", "one.yaml"))
     model = load_catalog_model("llama-3.1-8b")
-    request = ServeRequest(users=1, context=20_000, prefill_chunk=20_000)
-    candidates = build_candidates(model, build_precision_mix("bf16", "bf16"), request, cluster, CAL)
-    result = solve_candidates(candidates)
-    plan = build_plan(candidates, result, wall_s=0.0, request_summary={})
+    mix = build_precision_mix("bf16", "bf16")
+    _, _, plan = plan_serving(model, mix, cluster, serve_request(model, mix, users=1, context=20_000, prefill_chunk=20_000))
     tokens = plan.capacity.kv_cache_tokens
     assert tokens == pytest.approx(31_232, rel=0.10)
     assert plan.capacity.max_users == tokens // 20_000 == 1  # vLLM: "Maximum concurrency ... 1.56x"
@@ -99,7 +97,7 @@ def test_infeasible_request_explains_and_exits_1(runner) -> None:
     assert "--context" in result.output and "--users" in result.output and "add " in result.output
     data = json.loads(runner.invoke(main, ["deploy", "--inventory", str(ROOT / "inventories" / "homelab.yaml"), "--model",
                                            "llama-3.1-405b", "--format", "json"]).output)
-    assert data["status"] == "infeasible" and data["replicas"] == [] and data["explanation"]
+    assert data["solver"]["status"] == "infeasible" and data["replicas"] == [] and data["explanation"]
 
 
 def test_speed_floor_is_respected_or_explained(runner) -> None:
@@ -125,28 +123,30 @@ def test_verifier_catches_a_tampered_plan() -> None:
     cluster = load_inventory(ROOT / "inventories" / "homelab.yaml")
     model = load_catalog_model("llama-3.1-70b")
     mix = build_precision_mix("q4_k_m", "fp16")
-    request = ServeRequest(users=2, context=4096)
-    candidates = build_candidates(model, mix, request, cluster, CAL)
-    plan = build_plan(candidates, solve_candidates(candidates), wall_s=0.0, request_summary={})
+    _, _, plan = plan_serving(model, mix, cluster, serve_request(model, mix, users=2, context=4096))
     topology = build_topology(cluster)
-    assert check_plan(plan, model, mix, request, cluster, CAL, topology) == []
+
+    def check_plan(candidate, *_):
+        return check_serve_plan(candidate, model, mix, cluster, CAL, topology)
+
+    assert check_plan(plan) == []
     replica = plan.replicas[0]
     stage = replica.stages[0]
     bigger = stage.model_copy(update={"layers": (0, stage.layers[1] + 5)})
     broken = plan.model_copy(update={"replicas": [replica.model_copy(update={"stages": [bigger, *replica.stages[1:]]})]})
-    problems = check_plan(broken, model, mix, request, cluster, CAL, topology)
+    problems = check_plan(broken)
     assert any("do not continue" in p for p in problems) or any("needs" in p for p in problems)
     twice = replica.model_copy(update={"stages": [stage, stage.model_copy(update={"layers": (stage.layers[1], 80)})]})
-    problems = check_plan(plan.model_copy(update={"replicas": [twice]}), model, mix, request, cluster, CAL, topology)
+    problems = check_plan(plan.model_copy(update={"replicas": [twice]}))
     assert any("used twice" in p for p in problems)
     fewer = plan.model_copy(update={"replicas": [replica.model_copy(update={"users": 1})]})
-    assert any("serve 1 users" in p for p in check_plan(fewer, model, mix, request, cluster, CAL, topology))
+    assert any("serve 1 users" in p for p in check_plan(fewer))
 
 
 def test_time_limit_is_never_reported_as_infeasible() -> None:
     cluster = load_inventory(ROOT / "inventories" / "h100-256.yaml")
-    candidates = build_candidates(load_catalog_model("llama-3.1-8b"), build_precision_mix("bf16", "bf16"),
-                                  ServeRequest(users=500, context=4096), cluster, CAL)
+    model, mix = load_catalog_model("llama-3.1-8b"), build_precision_mix("bf16", "bf16")
+    candidates = build_candidates(model, mix, serve_request(model, mix, users=500, context=4096), cluster, CAL)
     result = solve_candidates(candidates, time_limit_s=0.001)
     assert result.status in (SolveStatus.TIMED_OUT, SolveStatus.FEASIBLE, SolveStatus.OPTIMAL)
 
@@ -160,40 +160,71 @@ def instances(draw):
     for n in range(draw(st.integers(1, 3))):
         device = draw(st.sampled_from(TYPES))
         count = 1 if device.startswith("m") else draw(st.integers(1, 3))
-        nodes.append({"name": f"n{n}", "devices": [{"type": device, "count": count}]})
+        # Every device is priced so that the cost objective is defined.
+        nodes.append({"name": f"n{n}", "devices": [{"type": device, "count": count, "price_usd": 500 + 250 * TYPES.index(device)}]})
     inventory = {"name": "random", "nodes": nodes, "network": "ethernet-10g"}
     model = draw(st.sampled_from(["qwen2.5-7b", "llama-3.1-8b", "qwen3-14b", "qwen2.5-32b"]))
     weights = draw(st.sampled_from(["bf16", "q8_0", "q4_k_m"]))
     users = draw(st.integers(1, 6))
     context = draw(st.sampled_from([2048, 8192, 32768]))
-    return inventory, model, weights, users, context
+    objective = draw(st.sampled_from(sorted(OBJECTIVES)))
+    return inventory, model, weights, users, context, objective
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(instances())
-def test_cp_sat_matches_brute_force(instance) -> None:
-    inventory, model_name, weights, users, context = instance
+def _check_against_oracle(inventory: dict, model_name: str, weights: str, users: int, context: int, objective: str) -> None:
     cluster = build_cluster(parse_yaml_text(yaml.safe_dump(inventory), "random.yaml"))
     model = load_catalog_model(model_name)
     mix = build_precision_mix(weights, "fp16")
-    request = ServeRequest(users=users, context=context)
-    candidates = build_candidates(model, mix, request, cluster, CAL)
-    result = solve_candidates(candidates, time_limit_s=20)
+    request = serve_request(model, mix, users=users, context=context, objective=objective)
+    candidates, result, plan = plan_serving(model, mix, cluster, request, time_limit_s=20)
     brute = brute_force_best(candidates)
     if brute is None:
         assert result.status == SolveStatus.INFEASIBLE
         return
     assert result.status == SolveStatus.OPTIMAL
-    assert result.objective == pytest.approx(brute[0], abs=1e-6)
+    chosen = [result.copies.get(r.index, 0) for r in candidates.recipes]
+    assert oracle_score(candidates, chosen) == brute[0]  # every objective term and the tie-breaker agree
+    assert check_serve_plan(plan, model, mix, cluster, CAL, build_topology(cluster)) == []
 
-    def key(copies: dict[int, int]) -> tuple:
-        chosen = [(candidates.recipes[i], n) for i, n in copies.items()]
-        n_recipes = len(candidates.recipes)
-        return (sum(r.devices * n for r, n in chosen), sum((n_recipes - r.index) * n for r, n in chosen))
 
-    assert key(result.copies) == key(brute[1])  # same devices and tie-breaker value: an equally good plan
-    plan = build_plan(candidates, result, wall_s=0.0, request_summary={})
-    assert check_plan(plan, model, mix, request, cluster, CAL, build_topology(cluster)) == []
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(instances())
+def test_cp_sat_matches_brute_force(instance) -> None:
+    _check_against_oracle(*instance)
+
+
+MIXED = {"name": "mixed", "network": "ethernet-10g", "nodes": [
+    {"name": "a", "devices": [{"type": "rtx-3090", "count": 2, "price_usd": 700}]},
+    {"name": "b", "devices": [{"type": "rtx-4090", "count": 1, "price_usd": 1600}]},
+    {"name": "c", "devices": [{"type": "rtx-3060-12gb", "count": 3, "price_usd": 250}]},
+]}
+
+
+@pytest.mark.parametrize("objective", sorted(OBJECTIVES))
+def test_each_objective_is_optimal_against_the_oracle(objective: str) -> None:
+    _check_against_oracle(MIXED, "qwen2.5-7b", "q8_0", 4, 8192, objective)
+
+
+def test_objectives_choose_differently() -> None:
+    model, mix = load_catalog_model("qwen2.5-7b"), build_precision_mix("q8_0", "fp16")
+    cluster = build_cluster(parse_yaml_text(yaml.safe_dump(MIXED), "mixed.yaml"))
+    plans = {o: plan_serving(model, mix, cluster, serve_request(model, mix, users=2, context=4096, objective=o))[2]
+             for o in OBJECTIVES}
+    cost = {o: sum(d.price_usd for d in cluster.devices if d.id in {x.id for r in p.replicas for s in r.stages for x in s.devices})
+            for o, p in plans.items()}
+    used = {o: cluster.devices.__len__() - len(p.unused_devices) for o, p in plans.items()}
+    assert cost["cost"] == min(cost.values())
+    assert used["devices"] == min(used.values())
+    total = {o: p.performance.decode_tokens_per_s_total for o, p in plans.items()}
+    assert total["throughput"] == max(total.values())
+    slowest = {o: p.performance.decode_tokens_per_s_per_user for o, p in plans.items()}
+    assert slowest["latency"] == max(slowest.values())
+
+
+def test_cost_objective_needs_every_price(runner) -> None:
+    result = runner.invoke(main, ["deploy", "--inventory", str(ROOT / "inventories" / "dgx-h100.yaml"), "--model",
+                                  "llama-3.1-8b", "--objective", "cost"])
+    assert result.exit_code == 2 and "needs a price for every device" in result.output
 
 
 @pytest.mark.parametrize(("inventory", "model_name", "weights", "users"),
@@ -202,8 +233,8 @@ def test_never_slower_than_the_memory_proportional_split(inventory: str, model_n
     from planner.candidates.recipes import Recipe, RecipeBuilder
 
     cluster = load_inventory(ROOT / "inventories" / f"{inventory}.yaml")
-    request = ServeRequest(users=users, context=8192)
-    builder = RecipeBuilder(load_catalog_model(model_name), build_precision_mix(weights, "fp16"), request, cluster, CAL)
+    model, mix = load_catalog_model(model_name), build_precision_mix(weights, "fp16")
+    builder = RecipeBuilder(model, mix, serve_request(model, mix, users=users, context=8192), cluster, CAL)
     baseline = builder.memory_proportional_recipe(users)
     assert isinstance(baseline, Recipe)
     candidates = builder.build()
@@ -216,8 +247,8 @@ def test_never_slower_than_the_memory_proportional_split(inventory: str, model_n
 def test_tied_single_stage_and_sliding_capacity(runner) -> None:
     # A tied model on one stage holds its shared matrix once; sliding layers keep only their window.
     cluster = load_inventory(ROOT / "inventories" / "homelab.yaml")
-    candidates = build_candidates(load_catalog_model("gemma-2-9b"), build_precision_mix("bf16", "bf16"),
-                                  ServeRequest(users=3, context=4096), cluster, CAL)
+    model, mix = load_catalog_model("gemma-2-9b"), build_precision_mix("bf16", "bf16")
+    candidates = build_candidates(model, mix, serve_request(model, mix, users=3, context=4096), cluster, CAL)
     alone = [r for r in candidates.recipes if [s.unit.device_class.spec.id for s in r.stages] == ["rtx-4090"]]
     assert alone  # one RTX 4090 (21.4 GB for the engine) holds gemma-2-9b's 18.5 GB with its cache
     oss = json.loads(deploy(runner, "--inventory", str(ROOT / "inventories" / "homelab.yaml"), "--model", "gpt-oss-20b",

@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import json
 
-from planner.candidates.training import TrainRequest, build_training_candidates
+from planner.candidates.training import build_training_candidates
 from planner.cli import main
 from planner.loaders.calibration import load_calibration
 from planner.loaders.catalog import load_catalog_model
 from planner.loaders.formats import build_precision_mix
 from planner.loaders.inventory import load_inventory
 from planner.solver.training import solve_training
+from planner.schemas.training import TrainRequest
 from planner.topology import build_topology
-from planner.units import GiB
 from tests.conftest import ROOT
 
 
@@ -25,12 +25,13 @@ def test_full_finetune_on_a_dgx(runner) -> None:
     result = train(runner, "dgx-h100", "--model", "llama-3.1-8b", "--global-batch-size", "64", "--sequence-length", "4096")
     assert result.exit_code == 0, result.output
     plan = json.loads(result.output)
-    t = plan["training"]
+    assert plan["mode"] == "train" and "replicas" not in plan and "capacity" not in plan  # no serving fields
+    t, perf = plan["layout"], plan["performance"]
     assert t["tensor_parallel_size"] * t["pipeline_parallel_size"] * t["data_parallel_size"] <= 8
     assert 64 % (t["data_parallel_size"] * t["micro_batch_size"]) == 0
-    assert 0 < t["mfu"] < 0.6 and t["tokens_per_s"] > 0
+    assert 0 < perf["mfu"] < 0.6 and perf["tokens_per_s"] > 0
     assert plan["verification"] == []
-    for rank in plan["replicas"]:
+    for rank in plan["ranks"]:
         for stage in rank["stages"]:
             for device in stage["devices"]:
                 assert device["memory"]["total_bytes"] <= device["memory"]["capacity_bytes"]
@@ -43,19 +44,19 @@ def test_qlora_fits_where_full_training_does_not(runner) -> None:
     qlora = train(runner, "homelab", "--model", "llama-3.1-70b", "--qlora", "--global-batch-size", "8", "--sequence-length", "2048")
     assert qlora.exit_code == 0, qlora.output
     plan = json.loads(qlora.output)
-    assert plan["request"]["weights"] == "nf4" and plan["verification"] == []
+    assert plan["request"]["precision"]["weights"] == "nf4" and plan["verification"] == []
 
 
 def test_fixed_choices_are_respected(runner) -> None:
     result = train(runner, "dgx-h100", "--model", "llama-3.1-8b", "--zero-stage", "3", "--recompute", "full",
                    "--offload", "none", "--global-batch-size", "32")
-    t = json.loads(result.output)["training"]
+    t = json.loads(result.output)["layout"]
     assert (t["zero_stage"], t["recompute"], t["offload"]) == (3, "full", "none")
 
 
 def test_more_devices_train_faster() -> None:
     model = load_catalog_model("llama-3.1-70b")
-    request = TrainRequest(256, 1, 4096, "adamw", "auto", None, "auto", None, int(0.35 * GiB))
+    request = TrainRequest(global_batch_size=256, micro_batch_size=1, sequence_length=4096)
     speeds = []
     for name in ("dgx-h100", "h100-2node-ib"):
         cluster = load_inventory(ROOT / "inventories" / f"{name}.yaml")

@@ -47,6 +47,9 @@ def test_unknown_gpu_is_a_clear_error() -> None:
 @pytest.mark.parametrize("name", sorted(p.name for p in DATA.iterdir()))
 def test_cli_detect_writes_a_valid_inventory_atomically(runner, tmp_path: Path, name: str) -> None:
     out = tmp_path / "sub" / "detected.yaml"
+    missing = runner.invoke(main, ["inventory", "detect", "--from-file", str(DATA / name), "--node-name", "here", "-o", str(out)])
+    assert missing.exit_code == 2 and "does not exist" in missing.output  # a missing folder is said, not created
+    out.parent.mkdir()
     result = runner.invoke(main, ["inventory", "detect", "--from-file", str(DATA / name), "--node-name", "here", "-o", str(out)])
     assert result.exit_code == 0, result.output
     assert load_inventory(out).nodes[0].name == "here"

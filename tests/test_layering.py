@@ -10,8 +10,8 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parent.parent / "planner"
 
 # Each layer may import itself and the layers before it. Loaders and commands sit with the CLI.
-ORDER = ["errors", "units", "schemas", "estimate", "topology", "candidates", "solver", "verify", "report"]
-INPUT_SIDE = {"loaders": {"errors", "units", "schemas", "loaders"}}
+ORDER = ["errors", "units", "limits", "schemas", "estimate", "topology", "candidates", "solver", "assign", "verify", "report"]
+INPUT_SIDE = {"loaders": {"errors", "units", "limits", "schemas", "loaders"}}
 RESTRICTED = {"ortools": "solver", "networkx": "topology", "click": "cli", "matplotlib": "plotting"}
 
 

@@ -104,7 +104,7 @@ def test_optimizer_state_bytes() -> None:
 def test_offload_moves_states_to_host() -> None:
     model = tiny_model()
     on_gpu = estimate_training_memory(model, mix(), TrainWorkload(zero_stage=2), Parallelism(data_parallel_size=4)).peak
-    off = estimate_training_memory(model, mix(), TrainWorkload(zero_stage=2, offload_optimizer=True), Parallelism(data_parallel_size=4)).peak
+    off = estimate_training_memory(model, mix(), TrainWorkload(zero_stage=2, offload="optimizer"), Parallelism(data_parallel_size=4)).peak
     assert off.optimizer_bytes == 0 and off.cpu_offload_bytes == on_gpu.optimizer_bytes
 
 

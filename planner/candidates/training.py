@@ -4,39 +4,26 @@ recomputation, each with its per-device memory and step time precomputed."""
 from __future__ import annotations
 
 import itertools
+import time
 from dataclasses import dataclass
 
 from planner.candidates.classes import DeviceClass, build_device_classes, tp_options
-from planner.estimate.memory import MemoryEstimate, estimate_training_memory
+from planner.estimate.engine import estimate_training_capacity_bytes
+from planner.estimate.memory import estimate_training_memory
 from planner.estimate.parameters import estimate_parameters
+from planner.estimate.stage import MemoryEstimate
 from planner.estimate.training_speed import TrainingStep, estimate_training_flops, estimate_training_step
+from planner.estimate.zero import OFFLOADS, check_zero_layout, estimate_zero_partition, is_zero_useful
 from planner.schemas.inventory import Cluster
 from planner.schemas.model import ModelSpec
 from planner.schemas.precision import PrecisionMix
-from planner.estimate.engine import estimate_training_capacity_bytes
-from planner.schemas.serving import ServeRequest
 from planner.schemas.speed import SpeedCalibration
-from planner.schemas.workload import LoRASpec, Parallelism, Recompute, TrainWorkload
+from planner.schemas.training import TrainRequest
+from planner.schemas.workload import Parallelism, Recompute, TrainWorkload
 from planner.topology import Topology
+from planner.units import to_gb
 
-OFFLOADS = ("none", "optimizer", "optimizer+params")
 RECOMPUTES: tuple[Recompute, ...] = ("none", "selective", "full")
-
-
-@dataclass(frozen=True)
-class TrainRequest:
-    """What `plan deploy --mode train` is asked to do."""
-
-    global_batch_size: int  # sequences per optimizer step
-    micro_batch_size: int
-    sequence_length: int
-    optimizer: str
-    recompute: str  # none | selective | full | auto
-    zero_stage: int | None  # None: choose
-    offload: str  # none | optimizer | optimizer+params | auto
-    lora: LoRASpec | None
-    runtime_reserve_bytes: int
-    overhead_factor: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -53,7 +40,7 @@ class TrainingLayout:
     recompute: str
     microbatches: int  # per data-parallel rank per step (gradient accumulation)
     memory: MemoryEstimate
-    budget_bytes: float  # what the device lends to training (its runtime reserve included)
+    capacity_bytes: float  # what the device lends to training
     step: TrainingStep
     tokens_per_s: float
     mfu: float
@@ -69,6 +56,7 @@ class TrainingCandidates:
 
     layouts: list[TrainingLayout]
     rejections: list[str]
+    stopped_early: bool = False  # the deadline cut the search short
 
 
 def _powers(limit: int) -> list[int]:
@@ -88,27 +76,38 @@ def _pcie_gb_s(device_class: DeviceClass) -> float:
     return 8 * 128 / 130 / 8 * 2 ** (generation - 3) * lanes
 
 
-def _budget(device_class: DeviceClass, cluster: Cluster, request: TrainRequest) -> float:
+def _capacity(device_class: DeviceClass, cluster: Cluster) -> float:
     device = next(d for d in cluster.devices if d.id == device_class.device_ids[0][0])
-    return estimate_training_capacity_bytes(device) - request.runtime_reserve_bytes
+    return estimate_training_capacity_bytes(device)
+
+
+def build_training_workload(request: TrainRequest, *, tp: int, zero_stage: int, offload: str, recompute: str) -> TrainWorkload:
+    """The estimate's view of one layout of a training request (sequence parallel with tp > 1)."""
+    return TrainWorkload(
+        micro_batch_size=request.micro_batch_size, sequence_length=request.sequence_length, optimizer=request.optimizer,
+        mixed_precision=request.mixed_precision, recompute=recompute, sequence_parallel=tp > 1, zero_stage=zero_stage,
+        offload=offload, lora=request.lora, overhead_factor=request.overhead_factor,
+        runtime_reserve_bytes=request.runtime_reserve_bytes,
+    )
 
 
 def build_training_candidates(
     model: ModelSpec, mix: PrecisionMix, request: TrainRequest, cluster: Cluster,
-    calibrations: dict[str, SpeedCalibration], topology: Topology,
+    calibrations: dict[str, SpeedCalibration], topology: Topology, deadline: float | None = None,
 ) -> TrainingCandidates:
-    """Every layout that fits, per device class (training runs on one class of devices)."""
+    """Every layout that fits, per device class (training runs on one class of devices), built
+    until `deadline` (a time.perf_counter() value) at the latest."""
     counts = estimate_parameters(model)
     active = counts.active_parameters
 
-    classes = build_device_classes(cluster, ServeRequest(runtime_reserve_bytes=request.runtime_reserve_bytes))
+    classes = build_device_classes(cluster, 1.0)
     layouts: list[TrainingLayout] = []
     rejections: list[str] = []
-    zeros = [request.zero_stage] if request.zero_stage is not None else [0, 1, 2, 3]
+    zeros = [request.zero_stage] if request.zero_stage != "auto" else [0, 1, 2, 3]
     offloads = [request.offload] if request.offload != "auto" else list(OFFLOADS)
     recomputes = [request.recompute] if request.recompute != "auto" else list(RECOMPUTES)
     for cls in classes:
-        budget = _budget(cls, cluster, request)
+        capacity = _capacity(cls, cluster)
         calibration = calibrations[cls.spec.calibration_class]
         intra = topology.route(cls.device_ids[0][0], cls.device_ids[0][-1]) if cls.devices_per_node > 1 else None
         across = topology.route(cls.device_ids[0][0], cls.device_ids[1][0]) if len(cls.nodes) > 1 else intra
@@ -119,32 +118,26 @@ def build_training_candidates(
                     continue
                 m = request.global_batch_size // (dp * request.micro_batch_size)
                 for zero, offload, recompute in itertools.product(zeros, offloads, recomputes):
-                    if offload == "optimizer+params" and zero != 3:
+                    if deadline is not None and time.perf_counter() > deadline:
+                        return TrainingCandidates(layouts, rejections, stopped_early=True)
+                    if check_zero_layout(zero, dp, offload) or not is_zero_useful(zero, dp, offload):
                         continue
-                    if zero > 0 and dp == 1:
-                        continue  # ZeRO only shards across data-parallel ranks
                     label = f"{cls.key}: tp{tp} pp{pp} dp{dp} ZeRO-{zero} offload {offload} recompute {recompute}"
-                    workload = TrainWorkload(
-                        micro_batch_size=request.micro_batch_size, sequence_length=request.sequence_length,
-                        optimizer=request.optimizer, recompute=recompute, sequence_parallel=tp > 1, zero_stage=zero,
-                        offload_optimizer=offload != "none", offload_params=offload == "optimizer+params",
-                        lora=request.lora, overhead_factor=request.overhead_factor,
-                        runtime_reserve_bytes=request.runtime_reserve_bytes,
-                    )
+                    workload = build_training_workload(request, tp=tp, zero_stage=zero, offload=offload, recompute=recompute)
                     memory = estimate_training_memory(
                         model, mix, workload,
                         Parallelism(tensor_parallel_size=tp, pipeline_parallel_size=pp, data_parallel_size=dp))
                     peak = memory.peak
-                    if peak.total_bytes > budget + request.runtime_reserve_bytes:
-                        rejections.append(f"{label}: needs {peak.total_bytes / 1e9:,.1f} GB per device, has "
-                                          f"{(budget + request.runtime_reserve_bytes) / 1e9:,.1f} GB")
+                    if peak.total_bytes > capacity:
+                        rejections.append(f"{label}: needs {to_gb(peak.total_bytes):,.1f} GB per device, has "
+                                          f"{to_gb(capacity):,.1f} GB")
                         continue
                     per_node = min(cls.devices_per_node, tp * pp * dp)
                     if host and peak.cpu_offload_bytes * per_node > host:
-                        rejections.append(f"{label}: offloads {peak.cpu_offload_bytes * per_node / 1e9:,.0f} GB per machine, "
-                                          f"host memory is {host / 1e9:,.0f} GB")
+                        rejections.append(f"{label}: offloads {to_gb(peak.cpu_offload_bytes * per_node):,.0f} GB per machine, "
+                                          f"host memory is {to_gb(host):,.0f} GB")
                         continue
-                    trainable = (peak.gradients_bytes * (dp if zero >= 2 else 1)) / 2
+                    trainable = peak.gradients_bytes * estimate_zero_partition(zero, dp).gradients / 2  # 16-bit gradients
                     tokens = request.global_batch_size * request.sequence_length
                     fraction = 0.0 if request.lora else 1.0
                     flops = estimate_training_flops(active, model.num_layers, model.hidden_size, request.sequence_length,
@@ -165,7 +158,7 @@ def build_training_candidates(
                     mfu = flops / (step.total_s * tp * pp * dp * cls.spec.bf16 * 1e12)
                     layouts.append(TrainingLayout(
                         len(layouts), cls, tp, pp, dp, zero, offload, recompute, m, memory,
-                        budget + request.runtime_reserve_bytes, step,
+                        capacity, step,
                         tokens / step.total_s, mfu,
                     ))
     return TrainingCandidates(layouts, rejections)

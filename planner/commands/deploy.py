@@ -1,139 +1,173 @@
-"""`plan deploy`: read inputs, build candidates, solve, verify, explain."""
+"""`plan deploy`: read inputs, build candidates, solve, assign, verify, explain, all within the
+time limit."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from dataclasses import dataclass, replace
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
+from planner.assign.identity import build_inventory_ref, build_model_ref, build_precision_out
+from planner.assign.serve import build_serve_plan
+from planner.assign.train import build_train_plan
 from planner.candidates.recipes import build_candidates
-from planner.candidates.training import TrainRequest, build_training_candidates
-from planner.commands.memory import check_weights_choice, to_input_error
+from planner.candidates.training import build_training_candidates, build_training_workload
+from planner.commands.args import DeployArgs
+from planner.commands.memory import resolve_context, resolve_lora, resolve_mix, resolve_overhead, resolve_reserve
 from planner.errors import InputError
+from planner.estimate.zero import check_zero_layout
 from planner.explain import explain_binding, explain_changes
 from planner.loaders.calibration import load_calibration
 from planner.loaders.catalog import load_model
-from planner.loaders.formats import build_precision_mix, load_kv_formats, load_weight_formats
+from planner.loaders.formats import load_kv_formats, load_weight_formats
 from planner.loaders.hardware import load_hardware_catalog
 from planner.loaders.inventory import load_inventory
 from planner.loaders.links import load_link_catalog
+from planner.loaders.validation import to_input_error
 from planner.report.plan import to_plan_dict, to_plan_text
-from planner.schemas.serving import DEFAULT_RUNTIME_RESERVE_BYTES, ServeRequest
-from planner.schemas.workload import LoRASpec, TrainWorkload
-from planner.solver.assign import build_plan
-from planner.solver.assign_training import build_training_plan
-from planner.solver.solve import SolveStatus, solve_candidates
+from planner.schemas.inventory import Cluster
+from planner.schemas.model import ModelSpec
+from planner.schemas.plan import ServePlan, ServePlanRequest, SolveStatus, TrainPlan, TrainPlanRequest
+from planner.solver.solve import solve_candidates
 from planner.solver.training import solve_training
 from planner.topology import build_topology
-from planner.units import GiB
-from planner.verify import check_plan, check_training_plan
+from planner.verify import check_serve_plan, check_train_plan
 
-DEFAULT_CONTEXT = 4096
+T = TypeVar("T", bound=BaseModel)
 
 
-def run_deploy(opts: dict[str, Any]) -> tuple[dict[str, Any], Callable[[dict[str, Any]], str], int]:
-    """The plan document, its renderer and the exit code (0 plan, 1 no plan)."""
-    start = time.perf_counter()
-    cluster = load_inventory(opts["inventory"])
-    model = load_model(opts["model_name"])
-    if opts["mode"] == "train":
-        return _run_train(opts, cluster, model, start)
-    context = opts["context"] or min(DEFAULT_CONTEXT, model.max_context)
-    if context > model.max_context:
-        raise InputError(f"{context:,} tokens exceeds {model.name}'s maximum context of {model.max_context:,}", field="--context")
-    weights = opts["weights"] or ("checkpoint" if model.checkpoint else model.dtype)
-    check_weights_choice(weights, model)
-    mix = build_precision_mix(weights, opts["kv_cache"] or model.dtype)
-    if opts["prompt_tokens"] and opts["prompt_tokens"] > context:
-        raise InputError(f"a {opts['prompt_tokens']:,}-token prompt does not fit a {context:,}-token context", field="--prompt-tokens")
+@dataclass(frozen=True)
+class DeployResult:
+    """What `plan deploy` produced: the plan, how to show it, its exit code and where the time went."""
+
+    plan: ServePlan | TrainPlan
+    text: Callable[[dict[str, Any]], str]
+    exit_code: int  # 0 a verified plan, 1 none
+    timings: dict[str, float]
+
+    @property
+    def data(self) -> dict[str, Any]:
+        return to_plan_dict(self.plan)
+
+
+# Request fields whose option is spelled differently.
+REQUEST_OPTIONS = {"time_limit_s": "--time-limit", "runtime_reserve_bytes": "--runtime-reserve-gib",
+                   "overhead_factor": "--overhead", "lora": "--lora-rank", "mixed_precision": "--fp32-training"}
+
+
+def _typed(schema: type[T], **fields: Any) -> T:
+    """A request record, its rules broken reported against the options the user typed."""
     try:
-        request = ServeRequest(
-            users=opts["users"], context=context, prompt_tokens=opts["prompt_tokens"], prefill_chunk=opts["prefill_chunk"],
-            min_tokens_per_s=opts["min_tokens_per_s"], objective=opts["objective"],
-            gpu_memory_utilization=opts["gpu_memory_utilization"], overhead_factor=opts["overhead"],
-            **({"runtime_reserve_bytes": int(opts["runtime_reserve_gib"] * GiB)} if opts["runtime_reserve_gib"] is not None else {}),
-        )
+        return schema(**fields)
     except ValidationError as exc:
-        raise to_input_error(exc) from None
+        raise to_input_error(exc, options=REQUEST_OPTIONS) from None
+
+
+def _check_prices(cluster: Cluster) -> None:
+    unpriced = sorted({d.spec.id for d in cluster.devices if d.price_usd is None})
+    if unpriced:
+        raise InputError(f"--objective cost needs a price for every device; {', '.join(unpriced[:6])} "
+                         f"{'has' if len(unpriced) == 1 else 'have'} none (add price_usd to the inventory)", field="--objective")
+
+
+def run_deploy(args: DeployArgs) -> DeployResult:
+    """Plan the request within args.time_limit seconds."""
+    start = time.perf_counter()
+    deadline = start + args.time_limit
+    cluster = load_inventory(args.inventory)
+    model = load_model(args.model)
+    if args.mode == "train":
+        return _run_train(args, cluster, model, start, deadline)
+    context = resolve_context(args.context, model)
+    if args.prompt_tokens and args.prompt_tokens > context:
+        raise InputError(f"a {args.prompt_tokens:,}-token prompt does not fit a {context:,}-token context", field="--prompt-tokens")
+    if args.objective == "cost":
+        _check_prices(cluster)
+    mix = resolve_mix(args, model)
+    request = _typed(ServePlanRequest,
+        model=build_model_ref(model), precision=build_precision_out(mix), users=args.users, context=context,
+        prompt_tokens=args.prompt_tokens, prefill_chunk=args.prefill_chunk, min_tokens_per_s=args.min_tokens_per_s,
+        objective=args.objective, gpu_memory_utilization=args.gpu_memory_utilization,
+        overhead_factor=resolve_overhead(args, exact=True), runtime_reserve_bytes=resolve_reserve(args),
+        time_limit_s=args.time_limit,
+    )
     calibrations = load_calibration()
     topology = build_topology(cluster)
-    candidates = build_candidates(model, mix, request, cluster, calibrations, topology)
-    result = solve_candidates(candidates, time_limit_s=opts["time_limit"])
-    summary = {"users": request.users, "context": request.context, "weights": mix.weights.id, "kv_cache": mix.kv_cache_dtype.id,
-               "objective": request.objective, "min_tokens_per_s": request.min_tokens_per_s,
-               "gpu_memory_utilization": request.gpu_memory_utilization}
-    plan = build_plan(candidates, result, wall_s=time.perf_counter() - start, request_summary=summary)
-    problems = check_plan(plan, model, mix, request, cluster, calibrations, topology)
+    candidates = build_candidates(model, mix, request, cluster, calibrations, topology, deadline=deadline)
+    built = time.perf_counter()
+    result = solve_candidates(candidates, time_limit_s=max(0.0, deadline - built))
+    if candidates.stopped_early and result.status == SolveStatus.INFEASIBLE:
+        result = replace(result, status=SolveStatus.TIMED_OUT, copies={})  # not a proof: the search was cut short
+    solved = time.perf_counter()
+    plan = build_serve_plan(candidates, result, request=request, inventory=build_inventory_ref(cluster))
+    problems = check_serve_plan(plan, model, mix, cluster, calibrations, topology)
     explanation: list[str] = []
     if result.status == SolveStatus.INFEASIBLE:
         explanation = explain_binding(candidates)
         changes = explain_changes(
-            model, mix, request, cluster, calibrations, weight_formats=load_weight_formats(),
-            kv_formats=load_kv_formats(), hardware=list(load_hardware_catalog().values()), links=load_link_catalog(),
+            model, mix, request, cluster, calibrations, weight_formats=load_weight_formats(), kv_formats=load_kv_formats(),
+            hardware=list(load_hardware_catalog().values()), links=load_link_catalog(), deadline=deadline,
         )
         if changes:
             explanation.append("Smallest changes that would fit (each re-planned):")
             explanation += [f"  - {c}" for c in changes]
     elif result.status == SolveStatus.TIMED_OUT:
-        explanation = [f"The time limit ({opts['time_limit']:g} s) came before any plan; this is not a proof that none "
+        explanation = [f"The time limit ({args.time_limit:g} s) came before any plan; this is not a proof that none "
                        f"exists. Try a larger --time-limit."]
-    plan = plan.model_copy(update={"verification": problems, "explanation": explanation,
-                                   "solver": plan.solver.model_copy(update={"wall_s": round(time.perf_counter() - start, 3)})})
+    plan = plan.model_copy(update={"verification": problems, "explanation": explanation})
     code = 0 if result.status in (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE) and not problems else 1
-    return to_plan_dict(plan), to_plan_text, code
+    end = time.perf_counter()
+    return DeployResult(plan, to_plan_text, code, {"candidates_s": built - start, "solver_s": solved - built,
+                                                   "verify_and_explain_s": end - solved, "total_s": end - start})
 
 
-def _run_train(opts: dict[str, Any], cluster, model, start: float) -> tuple[dict[str, Any], Callable[[dict[str, Any]], str], int]:
+def _run_train(args: DeployArgs, cluster: Cluster, model: ModelSpec, start: float, deadline: float) -> DeployResult:
     """Training: choose tp x pp x dp, ZeRO stage, offload and recomputation together."""
-    sequence = opts["sequence_length"] or opts["context"] or min(DEFAULT_CONTEXT, model.max_context)
-    if opts["global_batch_size"] % opts["micro_batch_size"]:
-        raise InputError(f"global batch {opts['global_batch_size']} is not a multiple of micro-batch {opts['micro_batch_size']}",
+    sequence = resolve_context(args.sequence_length or args.context, model, "--sequence-length")
+    if args.global_batch_size % args.micro_batch_size:
+        raise InputError(f"global batch {args.global_batch_size} is not a multiple of micro-batch {args.micro_batch_size}",
                          field="--global-batch-size")
-    if sequence > model.max_context:
-        raise InputError(f"{sequence:,} tokens exceeds {model.name}'s maximum context of {model.max_context:,}", field="--sequence-length")
-    lora = LoRASpec(rank=opts["lora_rank"] or 16) if (opts["lora_rank"] or opts["qlora"]) else None
-    weights = opts["weights"] or ("nf4" if opts["qlora"] else ("checkpoint" if model.checkpoint else model.dtype))
-    check_weights_choice(weights, model)
-    mix = build_precision_mix(weights, opts["kv_cache"] or model.dtype)
-    reserve = int(opts["runtime_reserve_gib"] * GiB) if opts["runtime_reserve_gib"] is not None else DEFAULT_RUNTIME_RESERVE_BYTES
-    zero = None if opts["zero_stage"] == "auto" else int(opts["zero_stage"])
-    request = TrainRequest(
-        global_batch_size=opts["global_batch_size"], micro_batch_size=opts["micro_batch_size"], sequence_length=sequence,
-        optimizer=opts["optimizer"], recompute=opts["recompute"], zero_stage=zero, offload=opts["offload"], lora=lora,
-        runtime_reserve_bytes=reserve, overhead_factor=opts["overhead"],
+    if args.zero_stage != "auto" and args.offload != "auto":
+        problem = check_zero_layout(int(args.zero_stage), 2, args.offload)
+        if problem:
+            raise InputError(problem, field="--offload")
+    mix = resolve_mix(args, model)
+    request = _typed(TrainPlanRequest,
+        model=build_model_ref(model), precision=build_precision_out(mix), global_batch_size=args.global_batch_size,
+        micro_batch_size=args.micro_batch_size, sequence_length=sequence, optimizer=args.optimizer,
+        mixed_precision=not args.fp32_training, recompute=args.recompute, zero_stage=args.zero_stage, offload=args.offload,
+        lora=resolve_lora(args), overhead_factor=resolve_overhead(args, exact=True), runtime_reserve_bytes=resolve_reserve(args),
+        time_limit_s=args.time_limit,
     )
     calibrations = load_calibration()
     topology = build_topology(cluster)
-    candidates = build_training_candidates(model, mix, request, cluster, calibrations, topology)
-    choice = solve_training(candidates, time_limit_s=opts["time_limit"])
-    summary = {"mode": "train", "global_batch_size": request.global_batch_size, "micro_batch_size": request.micro_batch_size,
-               "sequence_length": sequence, "optimizer": request.optimizer, "weights": mix.weights.id,
-               "lora_rank": lora.rank if lora else None}
-    plan = build_training_plan(candidates, choice, cluster, model_name=model.name, request_summary=summary,
-                               wall_s=time.perf_counter() - start)
+    candidates = build_training_candidates(model, mix, request, cluster, calibrations, topology, deadline=deadline)
+    built = time.perf_counter()
+    choice = solve_training(candidates, time_limit_s=max(0.001, deadline - built))
+    if candidates.stopped_early and choice.index is None:
+        choice = replace(choice, status=SolveStatus.TIMED_OUT)
+    solved = time.perf_counter()
+    plan = build_train_plan(candidates, choice, cluster, request=request, inventory=build_inventory_ref(cluster))
     problems: list[str] = []
     explanation: list[str] = []
-    if choice.index is not None:
-        layout = candidates.layouts[choice.index]
-        workload = TrainWorkload(
-            micro_batch_size=request.micro_batch_size, sequence_length=sequence, optimizer=request.optimizer,
-            recompute=layout.recompute, sequence_parallel=layout.tp > 1, zero_stage=layout.zero_stage,
-            offload_optimizer=layout.offload != "none", offload_params=layout.offload == "optimizer+params", lora=lora,
-            overhead_factor=request.overhead_factor, runtime_reserve_bytes=reserve,
-        )
-        problems = check_training_plan(plan, model, mix, workload, cluster, global_batch_size=request.global_batch_size)
+    if plan.layout is not None:
+        workload = build_training_workload(request, tp=plan.layout.tensor_parallel_size, zero_stage=plan.layout.zero_stage,
+                                           offload=plan.layout.offload, recompute=plan.layout.recompute)
+        problems = check_train_plan(plan, model, mix, workload, cluster)
+    elif candidates.stopped_early:
+        explanation = [f"The time limit ({args.time_limit:g} s) came before any training layout was found; this is not "
+                       f"a proof that none exists. Try a larger --time-limit."]
     else:
-        seen: list[str] = []
-        for reason in candidates.rejections:
-            if reason not in seen:
-                seen.append(reason)
+        seen = list(dict.fromkeys(candidates.rejections))
         explanation = [f"No training layout fits: {len(candidates.rejections)} were rejected, for example:"]
         explanation += [f"  - {r}" for r in seen[:4]]
         explanation.append("Try --qlora or --lora-rank, a smaller --micro-batch-size or --sequence-length, "
                            "--recompute full, or more devices.")
-    plan = plan.model_copy(update={"verification": problems, "explanation": explanation,
-                                   "solver": plan.solver.model_copy(update={"wall_s": round(time.perf_counter() - start, 3)})})
-    code = 0 if choice.index is not None and not problems else 1
-    return to_plan_dict(plan), to_plan_text, code
+    plan = plan.model_copy(update={"verification": problems, "explanation": explanation})
+    code = 0 if plan.layout is not None and not problems else 1
+    end = time.perf_counter()
+    return DeployResult(plan, to_plan_text, code, {"candidates_s": built - start, "solver_s": solved - built,
+                                                   "verify_and_explain_s": end - solved, "total_s": end - start})

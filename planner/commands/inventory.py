@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import platform
+import re
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -18,9 +19,12 @@ from planner.loaders.detect import (
     parse_system_profiler,
 )
 from planner.loaders.inventory import build_cluster, load_inventory
-from planner.loaders.yamlfile import Located, read_text
+from planner.limits import MAX_DETECT_FILE_BYTES
+from planner.loaders.files import read_text
+from planner.loaders.yamlfile import Located
 from planner.report.inventory import to_inventory_dict, to_inventory_text
 from planner.schemas.inventory import InventoryFile
+from planner.units import to_gib
 
 _PARSERS = {
     "nvidia-smi-csv": parse_nvidia_smi_csv,
@@ -38,7 +42,7 @@ def run_inventory_validate(path: str) -> str:
     """A one-line summary of a valid inventory (errors raise)."""
     cluster = load_inventory(path)
     devices = cluster.devices
-    usable = sum(d.usable_bytes for d in devices) / 2**30
+    usable = to_gib(sum(d.usable_bytes for d in devices))
     return f"{path}: valid: {len(cluster.nodes)} node(s), {len(devices)} device(s), {usable:,.1f} GiB usable"
 
 
@@ -61,9 +65,9 @@ def _run(command: list[str]) -> str:
 
 def run_inventory_detect(from_file: str | None, source_format: str | None, node: str | None) -> dict[str, Any]:
     """Inventory data for this machine, or for saved nvidia-smi / system_profiler output."""
-    node = node or (platform.node().split(".")[0] or "local")
+    node = node or (re.sub(r"[^A-Za-z0-9_.\-]", "-", platform.node().split(".")[0]).strip("-.") or "local")
     if from_file:
-        text = read_text(Path(from_file))
+        text = read_text(Path(from_file), limit=MAX_DETECT_FILE_BYTES, what="saved nvidia-smi or system_profiler output")
         source = from_file
     elif platform.system() == "Darwin":
         text, source = _run(["system_profiler", "SPHardwareDataType", "SPDisplaysDataType", "-json"]), "system_profiler"

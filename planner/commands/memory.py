@@ -1,26 +1,23 @@
-"""`plan memory`: read the model and flags, estimate, return the report."""
+"""`plan memory`: read the model and options, estimate, return the report."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import ValidationError
-
+from planner.commands.args import MemoryArgs, TrainingArgs
 from planner.errors import InputError
+from planner.limits import MAX_PARAMETER_COUNT
+from planner.estimate.parallelism import check_pipeline_parallel_size, check_tensor_parallel_size
+from planner.estimate.zero import check_zero_layout
 from planner.loaders.catalog import load_model
 from planner.loaders.formats import build_precision_mix, resolve_weight_format
 from planner.report.memory import to_deepspeed_dict, to_memory_dict, to_memory_text, to_quick_memory_dict
 from planner.schemas.model import ModelSpec
-from planner.schemas.workload import (
-    DEFAULT_OVERHEAD_FACTOR,
-    DEFAULT_RUNTIME_RESERVE_BYTES,
-    LoRASpec,
-    Parallelism,
-    ServeWorkload,
-    TrainWorkload,
-)
-from planner.units import GiB, parse_count
+from planner.schemas.precision import PrecisionMix
+from planner.schemas.serving import DEFAULT_RUNTIME_RESERVE_BYTES
+from planner.schemas.workload import SEED_OVERHEAD_FACTOR, LoRASpec, Parallelism, ServeWorkload, TrainWorkload
+from planner.units import gib_to_bytes, parse_count
 
 DEFAULT_CONTEXT = 4096
 
@@ -32,40 +29,58 @@ def check_weights_choice(weights: str, model: ModelSpec) -> None:
                          field="--weights")
 
 
-def _check_parallelism(model: ModelSpec, par: Parallelism) -> None:
-    t, p = par.tensor_parallel_size, par.pipeline_parallel_size
-    if model.num_attention_heads % t:
-        raise InputError(
-            f"{model.num_attention_heads} attention heads do not divide across {t} tensor-parallel ranks",
-            field="--tensor-parallel-size",
-        )
-    kv = model.num_key_value_heads
-    if kv % t and t % kv:
-        raise InputError(
-            f"{kv} KV heads and tensor-parallel size {t}: one must divide the other", field="--tensor-parallel-size"
-        )
-    if p > model.num_layers:
-        raise InputError(f"{p} pipeline stages for {model.num_layers} layers", field="--pipeline-parallel-size")
+def resolve_context(requested: int | None, model: ModelSpec, field: str = "--context") -> int:
+    """The context asked for, or 4,096 capped at the model's maximum; never beyond the maximum."""
+    context = requested or min(DEFAULT_CONTEXT, model.max_context)
+    if context > model.max_context:
+        raise InputError(f"{context:,} tokens exceeds {model.name}'s maximum context of {model.max_context:,}", field=field)
+    return context
 
 
-def to_input_error(exc: ValidationError) -> InputError:
-    first = exc.errors()[0]
-    field = ".".join(map(str, first["loc"])) or None
-    return InputError(first["msg"].removeprefix("Value error, "), field=f"--{field.replace('_', '-')}" if field else None)
+def resolve_mix(args: TrainingArgs, model: ModelSpec) -> PrecisionMix:
+    """The precision mix the options name; defaults to the checkpoint as stored (or its dtype),
+    nf4 for QLoRA."""
+    weights = args.weights or ("nf4" if args.qlora else ("checkpoint" if model.checkpoint else model.dtype))
+    check_weights_choice(weights, model)
+    return build_precision_mix(
+        weights, args.kv_cache or model.dtype, embedding=args.embedding, lm_head=args.lm_head, attention=args.attention,
+        dense_mlp=args.dense_mlp, experts=args.experts, shared_experts=args.shared_experts,
+    )
 
 
-def _train_workload(opts: dict[str, Any], sequence_length: int, overhead: float, reserve: int) -> TrainWorkload:
-    lora = LoRASpec(rank=opts["lora_rank"] or 16) if (opts["lora_rank"] or opts["qlora"]) else None
-    try:
-        return TrainWorkload(
-            micro_batch_size=opts["micro_batch_size"], sequence_length=sequence_length,
-            optimizer=opts["optimizer"], mixed_precision=not opts["fp32_training"], recompute=opts["recompute"],
-            sequence_parallel=opts["sequence_parallel"], zero_stage=opts["zero_stage"],
-            offload_optimizer=opts["offload_optimizer"], offload_params=opts["offload_params"], lora=lora,
-            overhead_factor=overhead, runtime_reserve_bytes=reserve,
-        )
-    except ValidationError as exc:
-        raise to_input_error(exc) from None
+def resolve_overhead(args: TrainingArgs, *, exact: bool) -> float:
+    """--overhead, or its default: 0 when the model is accounted exactly (the engine's own
+    overheads are counted), the seed's 0.1 for a bare parameter count."""
+    if args.overhead is not None:
+        return args.overhead
+    return 0.0 if exact else SEED_OVERHEAD_FACTOR
+
+
+def resolve_reserve(args: TrainingArgs) -> int:
+    """--runtime-reserve-gib in bytes, or the default measured by vLLM."""
+    return DEFAULT_RUNTIME_RESERVE_BYTES if args.runtime_reserve_gib is None else gib_to_bytes(args.runtime_reserve_gib)
+
+
+def resolve_lora(args: TrainingArgs) -> LoRASpec | None:
+    """Adapters for --lora-rank or --qlora (rank 16 unless given)."""
+    return LoRASpec(rank=args.lora_rank or 16) if (args.lora_rank or args.qlora) else None
+
+
+def _fixed(value: str | int, default: Any) -> Any:
+    return default if value == "auto" else value
+
+
+def _train_workload(args: MemoryArgs, sequence_length: int, overhead: float) -> TrainWorkload:
+    zero, offload = int(_fixed(args.zero_stage, 0)), str(_fixed(args.offload, "none"))
+    problem = check_zero_layout(zero, args.data_parallel_size, offload)
+    if problem:
+        raise InputError(problem, field="--offload" if "offload" in problem else "--zero-stage")
+    return TrainWorkload(
+        micro_batch_size=args.micro_batch_size, sequence_length=sequence_length, optimizer=args.optimizer,
+        mixed_precision=not args.fp32_training, recompute=_fixed(args.recompute, "none"),
+        sequence_parallel=args.sequence_parallel, zero_stage=zero, offload=offload, lora=resolve_lora(args),
+        overhead_factor=overhead, runtime_reserve_bytes=resolve_reserve(args),
+    )
 
 
 def _largest_tensor(model: ModelSpec) -> int:
@@ -74,75 +89,51 @@ def _largest_tensor(model: ModelSpec) -> int:
     return max(t.params for t in estimate_model_tensors(model))
 
 
-def run_memory(opts: dict[str, Any]) -> tuple[dict[str, Any], Callable[[dict[str, Any]], str]]:
-    """Build the `plan memory` report from parsed CLI options."""
-    if bool(opts["model_name"]) == bool(opts["params"]):
-        raise InputError("give exactly one of --model NAME|PATH or --params SIZE", field="--model")
-    overhead = DEFAULT_OVERHEAD_FACTOR if opts["overhead"] is None else opts["overhead"]
-    reserve = DEFAULT_RUNTIME_RESERVE_BYTES if opts["runtime_reserve_gib"] is None else int(opts["runtime_reserve_gib"] * GiB)
-    if opts["params"]:
-        if opts["tensor_parallel_size"] > 1 or opts["pipeline_parallel_size"] > 1:
-            raise InputError("a bare parameter count has no layers or heads to split; use --model for tensor or "
-                             "pipeline parallelism", field="--tensor-parallel-size" if opts["tensor_parallel_size"] > 1
-                             else "--pipeline-parallel-size")
-        parameters = parse_count(opts["params"])
-        weights = resolve_weight_format(opts["weights"] or "bf16")
-        if weights.is_mix:
-            raise InputError(
-                f"'{weights.id}' mixes formats per tensor; use --model to size it, or a plain format with --params",
-                field="--weights",
-            )
-        training = _train_workload(opts, opts["sequence_length"] or DEFAULT_CONTEXT, overhead, reserve) if opts["mode"] == "train" else None
-        report = to_quick_memory_dict(
-            parameters, weights, overhead_factor=overhead, runtime_reserve_bytes=reserve,
-            training=training, data_parallel_size=opts["data_parallel_size"],
-        )
-        if opts["mode"] == "train" and opts["estimator"] == "deepspeed":
-            largest = parse_count(opts["largest_layer_params"], field="--largest-layer-params") if opts["largest_layer_params"] else 0
-            if opts["zero_stage"] == 3 and not largest:
-                raise InputError("DeepSpeed's ZeRO-3 estimate needs --largest-layer-params", field="--largest-layer-params")
-            report["deepspeed"] = to_deepspeed_dict(
-                parameters, largest, zero_stage=opts["zero_stage"], gpus_per_node=opts["data_parallel_size"], nodes=1,
-                offload_optimizer=opts["offload_optimizer"], offload_params=opts["offload_params"],
-            )
-        return report, to_memory_text
+def _quick(args: MemoryArgs) -> tuple[dict[str, Any], Callable[[dict[str, Any]], str]]:
+    """The seed's estimate from a bare parameter count."""
+    parameters = parse_count(args.params or "", maximum=MAX_PARAMETER_COUNT)
+    weights = resolve_weight_format(args.weights or "bf16")
+    if weights.is_mix:
+        raise InputError(f"'{weights.id}' mixes formats per tensor; use --model to size it, or a plain format with --params",
+                         field="--weights")
+    overhead = resolve_overhead(args, exact=False)
+    training = _train_workload(args, args.sequence_length or DEFAULT_CONTEXT, overhead) if args.mode == "train" else None
+    report = to_quick_memory_dict(parameters, weights, overhead_factor=overhead, runtime_reserve_bytes=resolve_reserve(args),
+                                  training=training, data_parallel_size=args.data_parallel_size)
+    if training is not None and args.estimator == "deepspeed":
+        largest = parse_count(args.largest_layer_params, field="--largest-layer-params", maximum=MAX_PARAMETER_COUNT) if args.largest_layer_params else 0
+        if training.zero_stage == 3 and not largest:
+            raise InputError("DeepSpeed's ZeRO-3 estimate needs --largest-layer-params", field="--largest-layer-params")
+        report["deepspeed"] = to_deepspeed_dict(parameters, largest, zero_stage=training.zero_stage,
+                                                gpus_per_node=args.data_parallel_size, nodes=1, offload=training.offload)
+    return report, to_memory_text
 
-    model = load_model(opts["model_name"])
-    context = opts["context"] or min(DEFAULT_CONTEXT, model.max_context)
-    if context > model.max_context:
-        raise InputError(
-            f"{context:,} tokens exceeds {model.name}'s maximum context of {model.max_context:,}", field="--context"
-        )
-    default_format = model.dtype
-    weights = opts["weights"] or ("nf4" if opts["qlora"] else ("checkpoint" if model.checkpoint else default_format))
-    check_weights_choice(weights, model)
-    mix = build_precision_mix(
-        weights, opts["kv_cache"] or default_format,
-        embedding=opts["embedding_fmt"], lm_head=opts["lm_head_fmt"], attention=opts["attention_fmt"],
-        dense_mlp=opts["dense_mlp_fmt"], experts=opts["experts_fmt"], shared_experts=opts["shared_experts_fmt"],
-    )
-    try:
-        parallelism = Parallelism(
-            tensor_parallel_size=opts["tensor_parallel_size"],
-            pipeline_parallel_size=opts["pipeline_parallel_size"],
-            data_parallel_size=opts["data_parallel_size"],
-        )
-        _check_parallelism(model, parallelism)
-        if opts["mode"] == "serve":
-            workload: ServeWorkload | TrainWorkload = ServeWorkload(
-                users=opts["users"], context=context, prefill_chunk=opts["prefill_chunk"],
-                overhead_factor=overhead, runtime_reserve_bytes=reserve,
-            )
-        else:
-            workload = _train_workload(opts, opts["sequence_length"] or context, overhead, reserve)
-    except ValidationError as exc:
-        raise to_input_error(exc) from None
+
+def run_memory(args: MemoryArgs) -> tuple[dict[str, Any], Callable[[dict[str, Any]], str]]:
+    """The `plan memory` report and its renderer."""
+    if args.params:
+        return _quick(args)
+    model = load_model(args.model or "")
+    context = resolve_context(args.context, model)
+    mix = resolve_mix(args, model)
+    parallelism = Parallelism(tensor_parallel_size=args.tensor_parallel_size, pipeline_parallel_size=args.pipeline_parallel_size,
+                              data_parallel_size=args.data_parallel_size)
+    for problem, option in ((check_tensor_parallel_size(model, parallelism.tensor_parallel_size), "--tensor-parallel-size"),
+                            (check_pipeline_parallel_size(model, parallelism.pipeline_parallel_size), "--pipeline-parallel-size")):
+        if problem:
+            raise InputError(problem, field=option)
+    overhead = resolve_overhead(args, exact=True)
+    if args.mode == "serve":
+        workload: ServeWorkload | TrainWorkload = ServeWorkload(
+            users=args.users, context=context, prefill_chunk=args.prefill_chunk, overhead_factor=overhead,
+            runtime_reserve_bytes=resolve_reserve(args))
+    else:
+        workload = _train_workload(args, args.sequence_length or context, overhead)
     report = to_memory_dict(model, mix, workload, parallelism)
-    if isinstance(workload, TrainWorkload) and opts["estimator"] == "deepspeed":
-        largest = parse_count(opts["largest_layer_params"], field="--largest-layer-params") if opts["largest_layer_params"] else _largest_tensor(model)
+    if isinstance(workload, TrainWorkload) and args.estimator == "deepspeed":
+        largest = (parse_count(args.largest_layer_params, field="--largest-layer-params", maximum=MAX_PARAMETER_COUNT) if args.largest_layer_params
+                   else _largest_tensor(model))
         report["deepspeed"] = to_deepspeed_dict(
             report["model"]["parameters"]["total"], largest, zero_stage=workload.zero_stage,
-            gpus_per_node=parallelism.data_parallel_size, nodes=1,
-            offload_optimizer=workload.offload_optimizer, offload_params=workload.offload_params,
-        )
+            gpus_per_node=parallelism.data_parallel_size, nodes=1, offload=workload.offload)
     return report, to_memory_text

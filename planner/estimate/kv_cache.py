@@ -1,4 +1,5 @@
-"""KV-cache bytes: the seed's formula generalised to GQA/MQA, MLA latents, sliding windows and KV dtypes.
+"""KV-cache bytes: the seed's formula generalised to GQA/MQA, MLA latents, sliding windows,
+chunked local attention and KV dtypes, summed over the layer descriptions of estimate/attention.py.
 
 Seed guide: KV = context x layers x kv_heads x head_dim x 2 (K and V) x 2 (bytes) x users.
 """
@@ -7,38 +8,26 @@ from __future__ import annotations
 
 import math
 
+from planner.estimate.attention import LayerAttention, build_layer_attention, estimate_kv_heads_per_rank
 from planner.schemas.model import ModelSpec
 from planner.schemas.precision import PrecisionFormat
 
-
-def estimate_kv_heads_per_rank(model: ModelSpec, tensor_parallel_size: int) -> int:
-    """KV heads each tensor-parallel rank stores; vLLM replicates heads when tp > kv_heads."""
-    return max(1, math.ceil(model.num_key_value_heads / tensor_parallel_size))
+__all__ = [
+    "estimate_kv_heads_per_rank", "estimate_kv_bytes_per_token_layer", "estimate_kv_bytes_per_token",
+    "estimate_kv_cache_bytes", "estimate_kv_capacity_tokens", "estimate_context_fitting",
+]
 
 
 def estimate_kv_bytes_per_token_layer(
     model: ModelSpec, kv_dtype: PrecisionFormat, tensor_parallel_size: int = 1
 ) -> float:
     """Bytes one token adds to one layer's cache on one tensor-parallel rank."""
-    if model.mla is not None:
-        # DeepSeek MLA caches the compressed latent and the shared rotary key, once per token;
-        # vLLM keeps a full copy on every rank (vllm/v1/kv_cache_interface.py MLAAttentionSpec).
-        width = model.mla.kv_lora_rank + model.mla.qk_rope_head_dim
-        return width * kv_dtype.bits_per_weight(head_dim=width) / 8.0
-    heads = estimate_kv_heads_per_rank(model, tensor_parallel_size)
-    return 2 * heads * model.head_dim * kv_dtype.bits_per_weight(head_dim=model.head_dim) / 8.0
-
-
-def estimate_cached_tokens(model: ModelSpec, layer: int, context: int) -> int:
-    """Tokens layer `layer` keeps for a sequence of `context` tokens (a sliding layer stops at its window)."""
-    if model.layer_type(layer) == "sliding" and model.sliding_window:
-        return min(context, model.sliding_window)
-    return context
+    return build_layer_attention(model, kv_dtype, tensor_parallel_size)[0].bytes_per_token
 
 
 def estimate_kv_bytes_per_token(model: ModelSpec, kv_dtype: PrecisionFormat, tensor_parallel_size: int = 1) -> float:
     """Bytes per token over all layers for one sequence, while the context is within every window."""
-    return model.num_layers * estimate_kv_bytes_per_token_layer(model, kv_dtype, tensor_parallel_size)
+    return sum(layer.bytes_per_token for layer in build_layer_attention(model, kv_dtype, tensor_parallel_size))
 
 
 def estimate_kv_cache_bytes(
@@ -51,9 +40,30 @@ def estimate_kv_cache_bytes(
     tensor_parallel_size: int = 1,
 ) -> float:
     """KV-cache bytes on one rank for `users` sequences of `context` tokens over `layers`."""
-    per_token = estimate_kv_bytes_per_token_layer(model, kv_dtype, tensor_parallel_size)
+    described = build_layer_attention(model, kv_dtype, tensor_parallel_size)
     layers = layers if layers is not None else range(model.num_layers)
-    return users * per_token * sum(estimate_cached_tokens(model, i, context) for i in layers)
+    return sum(described[i].cache_bytes(context, users) for i in layers)
+
+
+def estimate_context_fitting(layers: list[LayerAttention], free_bytes: float, max_context: int) -> int:
+    """The longest context one sequence can hold in `free_bytes` over `layers` (not capped at the
+    model's maximum, as vLLM reports its cache size). Each layer holds min(context, its window)
+    tokens, so the cost is piecewise linear in the context."""
+    if free_bytes <= 0 or not layers:
+        return 0
+    breaks = sorted({layer.window for layer in layers if layer.window is not None})
+    growing = sum(layer.bytes_per_token for layer in layers)  # bytes per extra token, over growing layers
+    spent, previous = 0.0, 0
+    for window in breaks:
+        step = (window - previous) * growing
+        if spent + step >= free_bytes:
+            break
+        spent += step
+        previous = window
+        growing -= sum(layer.bytes_per_token for layer in layers if layer.window == window)
+        if growing <= 0:
+            return max_context  # every layer is windowed: any context the model supports fits
+    return int(previous + (free_bytes - spent) / growing)
 
 
 def estimate_kv_capacity_tokens(
@@ -62,8 +72,9 @@ def estimate_kv_capacity_tokens(
 ) -> int:
     """Tokens of full-attention context that `free_bytes` holds, in whole pages of `block_size` tokens
     as vLLM allocates them (blocks = floor(free / page bytes))."""
+    described = build_layer_attention(model, kv_dtype, tensor_parallel_size)
     layers = layers if layers is not None else range(model.num_layers)
-    page = block_size * estimate_kv_bytes_per_token_layer(model, kv_dtype, tensor_parallel_size) * len(layers)
+    page = block_size * sum(described[i].bytes_per_token for i in layers)
     if page <= 0 or free_bytes <= 0:
         return 0
-    return int(free_bytes // page) * block_size
+    return int(math.floor(free_bytes / page)) * block_size

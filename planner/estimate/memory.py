@@ -1,175 +1,47 @@
 """Per-device memory for serving and training under tensor, pipeline and data parallelism.
 
-How each part divides (Megatron-LM / vLLM conventions):
-- weights: projections split across tensor-parallel ranks; KV projections replicate once tp
-  exceeds the KV heads; MLA down-projections, norms, biases and routers are replicated; the
-  embedding and lm_head are vocabulary-parallel. Pipeline stages own contiguous layers; the first
-  holds the embedding, the last the final norm and lm_head (both hold the matrix when tied).
-- KV cache: each rank holds its KV heads for its layers, for every user of its replica.
-- data parallelism replicates everything in serving; in training ZeRO partitions optimizer
-  states (stage 1), gradients (2) and parameters (3) across the data-parallel ranks.
+How tensors divide is estimate/shards.py; a serving stage's memory is estimate/stage.py. Data
+parallelism replicates everything in serving; in training ZeRO partitions optimizer states
+(stage 1), gradients (2) and parameters (3) across the data-parallel ranks (estimate/zero.py).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from planner.estimate.activations import (
     estimate_in_flight_microbatches,
-    estimate_logits_bytes,
-    estimate_prefill_activation_bytes,
     estimate_training_layer_activation_bytes,
     estimate_training_logits_bytes,
 )
-from planner.estimate.kv_cache import estimate_kv_cache_bytes, estimate_kv_heads_per_rank
 from planner.estimate.optimizer import estimate_optimizer_state_bytes
 from planner.estimate.parameters import TensorCount
-from planner.estimate.weights import TensorBytes, WeightEstimate, estimate_weight_bytes
+from planner.estimate.shards import estimate_shard_fraction, is_on_stage, split_layers
+from planner.estimate.stage import DeviceMemory, MemoryEstimate, StageSizer
+from planner.estimate.weights import TensorBytes, estimate_weight_bytes
+from planner.estimate.zero import estimate_zero_partition
 from planner.schemas.model import ModelSpec
 from planner.schemas.precision import PrecisionMix
 from planner.schemas.workload import Parallelism, ServeWorkload, TrainWorkload
-
-MEMORY_FIELDS = (
-    "weights_bytes", "kv_cache_bytes", "activations_bytes", "gradients_bytes", "optimizer_bytes", "overhead_bytes",
-)
-
-
-@dataclass(frozen=True)
-class DeviceMemory:
-    """Memory one device of a pipeline stage needs (every tensor-parallel rank of a stage is alike)."""
-
-    stage: int
-    layers: tuple[int, int]  # [first, last_exclusive]
-    weights_bytes: float = 0.0
-    kv_cache_bytes: float = 0.0
-    activations_bytes: float = 0.0
-    gradients_bytes: float = 0.0
-    optimizer_bytes: float = 0.0
-    overhead_bytes: float = 0.0
-    cpu_offload_bytes: float = 0.0  # model states moved to host memory (not in total_bytes)
-    notes: tuple[str, ...] = field(default=())
-
-    @property
-    def total_bytes(self) -> float:
-        return sum(getattr(self, name) for name in MEMORY_FIELDS)
-
-
-@dataclass(frozen=True)
-class MemoryEstimate:
-    """Memory per pipeline stage; `peak` is the device that needs the most."""
-
-    devices: tuple[DeviceMemory, ...]
-    parallelism: Parallelism
-
-    @property
-    def peak(self) -> DeviceMemory:
-        return max(self.devices, key=lambda d: (d.total_bytes, -d.stage))
-
-    @property
-    def cluster_bytes(self) -> float:
-        """Sum over every device of every replica."""
-        p = self.parallelism
-        return sum(d.total_bytes for d in self.devices) * p.tensor_parallel_size * p.data_parallel_size
-
-
-def split_layers(num_layers: int, pipeline_parallel_size: int) -> list[range]:
-    """Contiguous layer ranges per stage; the remainder goes to the stages before the last, which
-    also carries the lm_head (vLLM get_pp_indices)."""
-    if pipeline_parallel_size > num_layers:
-        raise ValueError(f"pipeline_parallel_size {pipeline_parallel_size} exceeds the {num_layers} layers")
-    counts = [num_layers // pipeline_parallel_size] * pipeline_parallel_size
-    for i in range(2, num_layers % pipeline_parallel_size + 2):
-        counts[-i] += 1
-    out, start = [], 0
-    for count in counts:
-        out.append(range(start, start + count))
-        start += count
-    return out
-
-
-def estimate_shard_fraction(tensor: TensorCount, model: ModelSpec, tensor_parallel_size: int) -> float:
-    """Share of a tensor one tensor-parallel rank stores."""
-    t = tensor_parallel_size
-    if t == 1 or not tensor.is_matrix or tensor.component == "router" or tensor.kind in ("attn_q_a", "attn_kv_a"):
-        return 1.0
-    if tensor.kind in ("attn_k", "attn_v"):
-        return estimate_kv_heads_per_rank(model, t) / model.num_key_value_heads
-    return 1.0 / t
-
-
-def _on_stage(tensor: TensorCount, model: ModelSpec, stage: int, stages: list[range]) -> bool:
-    last = len(stages) - 1
-    if tensor.layer is not None:
-        return tensor.layer in stages[stage]
-    if tensor.kind == "token_embd":
-        return stage == 0 or (stage == last and model.tie_word_embeddings)
-    return stage == last  # final norm, lm_head and its bias
-
-
-def _stage_tensors(items: tuple[TensorBytes, ...], model: ModelSpec, stage: int, stages: list[range]) -> list[TensorBytes]:
-    return [item for item in items if _on_stage(item.tensor, model, stage, stages)]
-
-
-def estimate_stage_memory(
-    model: ModelSpec,
-    mix: PrecisionMix,
-    weights: WeightEstimate,
-    *,
-    stage: int,
-    layers: range,
-    first: bool,
-    last: bool,
-    tensor_parallel_size: int,
-    users: int,
-    context: int,
-    prefill_chunk: int,
-    overhead_factor: float,
-    runtime_reserve_bytes: int,
-) -> DeviceMemory:
-    """Memory one device of a serving stage needs: its share of the stage's weights, the KV cache
-    of its layers for every user of the replica, the prefill peak (and logits on the last stage)."""
-    t = tensor_parallel_size
-    w = 0.0
-    for item in weights.tensors:
-        tensor = item.tensor
-        if tensor.layer is not None:
-            on_stage = tensor.layer in layers
-        elif tensor.kind == "token_embd":
-            on_stage = first or (last and model.tie_word_embeddings)
-        else:
-            on_stage = last
-        if on_stage:
-            w += item.bytes * estimate_shard_fraction(tensor, model, t)
-    kv = estimate_kv_cache_bytes(model, mix.kv_cache_dtype, context=context, users=users, layers=layers, tensor_parallel_size=t)
-    act = estimate_prefill_activation_bytes(model, min(prefill_chunk, context * users), t, layers)
-    if last:
-        act += estimate_logits_bytes(model, users)
-    return DeviceMemory(
-        stage=stage, layers=(layers.start, layers.stop), weights_bytes=w, kv_cache_bytes=kv, activations_bytes=act,
-        overhead_bytes=overhead_factor * w + runtime_reserve_bytes,
-    )
 
 
 def estimate_serving_memory(
     model: ModelSpec, mix: PrecisionMix, workload: ServeWorkload, parallelism: Parallelism | None = None
 ) -> MemoryEstimate:
-    """Memory per device to serve `workload.users` sequences of `workload.context` tokens."""
+    """Memory per device to serve `workload.users` sequences of `workload.context` tokens, with
+    the layers split evenly over the pipeline stages as vLLM splits them."""
     parallelism = parallelism or Parallelism()
     stages = split_layers(model.num_layers, parallelism.pipeline_parallel_size)
-    weights = estimate_weight_bytes(model, mix)
+    sizer = StageSizer(model, mix, estimate_weight_bytes(model, mix), context=workload.context,
+                       prefill_chunk=workload.prefill_chunk, overhead_factor=workload.overhead_factor,
+                       runtime_reserve_bytes=workload.runtime_reserve_bytes)
     devices = [
-        estimate_stage_memory(
-            model, mix, weights, stage=s, layers=layers, first=s == 0, last=s == len(stages) - 1,
-            tensor_parallel_size=parallelism.tensor_parallel_size, users=workload.users, context=workload.context,
-            prefill_chunk=workload.prefill_chunk, overhead_factor=workload.overhead_factor,
-            runtime_reserve_bytes=workload.runtime_reserve_bytes,
-        )
+        sizer.memory(layers, first=s == 0, last=s == len(stages) - 1, tp=parallelism.tensor_parallel_size,
+                     users=workload.users, stage=s)
         for s, layers in enumerate(stages)
     ]
     return MemoryEstimate(tuple(devices), parallelism)
 
 
-def _lora_adapters(tensors: list[TensorBytes], workload: TrainWorkload) -> list[TensorCount]:
+def estimate_lora_adapter_tensors(tensors: list[TensorBytes], workload: TrainWorkload) -> list[TensorCount]:
     """Adapter matrices A (r x in) and B (out x r) for every targeted projection."""
     lora = workload.lora
     assert lora is not None
@@ -206,13 +78,14 @@ def estimate_training_memory(
     all_weights = estimate_weight_bytes(model, mix)
     devices = []
     for s, layers in enumerate(stages):
-        tensors = _stage_tensors(all_weights.tensors, model, s, stages)
+        tensors = [i for i in all_weights.tensors
+                   if is_on_stage(i.tensor, model, layers, first=s == 0, last=s == len(stages) - 1)]
         notes: list[str] = []
         if workload.lora is None:
             trainable = [(i.tensor, estimate_shard_fraction(i.tensor, model, t)) for i in tensors]
             frozen_bytes = 0.0
         else:
-            trainable = [(a, 1.0 / t) for a in _lora_adapters(tensors, workload)]
+            trainable = [(a, 1.0 / t) for a in estimate_lora_adapter_tensors(tensors, workload)]
             frozen_bytes = sum(i.bytes * estimate_shard_fraction(i.tensor, model, t) for i in tensors)
             notes.append(f"frozen base in {mix.weights.id}; adapters of rank {workload.lora.rank}")
         n_trainable = sum(tensor.params * share for tensor, share in trainable)
@@ -222,17 +95,15 @@ def estimate_training_memory(
             (master_bytes * tensor.params + estimate_optimizer_state_bytes(tensor, workload.optimizer)) * share
             for tensor, share in trainable
         )
-        if zero >= 1:
-            optim /= dp
-        if zero >= 2:
-            grads /= dp
-        if zero >= 3:
-            params /= dp
+        shards = estimate_zero_partition(zero, dp)
+        optim /= shards.optimizer
+        grads /= shards.gradients
+        params /= shards.parameters
         cpu = 0.0
-        if workload.offload_optimizer:
+        if workload.offload != "none":
             cpu += optim
             optim = 0.0
-        if workload.offload_params:
+        if workload.offload == "optimizer+params":
             cpu += params
             params = 0.0
         per_layer = estimate_training_layer_activation_bytes(

@@ -95,7 +95,7 @@ def estimate_replica_speed(
             worst = (total, index, kind)
         step += total
         prefill_compute = estimate_prefill_stage_time(
-            model, weights, stage.device, stage.calibration, layers=stage.layers, last=index == last,
+            model, mix, weights, stage.device, stage.calibration, layers=stage.layers, last=index == last,
             tensor_parallel_size=t, prompt_tokens=prompt)
         prefill_link = 2 * len(stage.layers) * estimate_allreduce_s(
             prompt * model.hidden_size * ACTIVATION_BYTES, t, stage.tp_bandwidth_gb_s or 1.0, stage.tp_latency_us)

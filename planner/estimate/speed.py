@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from planner.estimate.kv_cache import estimate_cached_tokens, estimate_kv_bytes_per_token_layer
-from planner.estimate.memory import estimate_shard_fraction
+from planner.estimate.attention import build_layer_attention
+from planner.estimate.shards import estimate_shard_fraction
 from planner.estimate.weights import WeightEstimate
 from planner.schemas.hardware import HardwareSpec
 from planner.schemas.model import ModelSpec
@@ -118,14 +118,13 @@ def estimate_decode_stage_time(
 ) -> StageTime:
     """Time of one decode step (one new token for each of `batch` users) on one rank of a stage."""
     plain, quantised, active_params = _touched_weight_bytes(weights, model, layers, first, last, tensor_parallel_size, batch)
-    kv_per_layer = estimate_kv_bytes_per_token_layer(model, mix.kv_cache_dtype, tensor_parallel_size)
-    kv = batch * kv_per_layer * sum(estimate_cached_tokens(model, i, context) for i in layers)
+    attention = build_layer_attention(model, mix.kv_cache_dtype, tensor_parallel_size)
+    kv = sum(attention[i].cache_bytes(context, batch) for i in layers)
     bandwidth = device.memory_bandwidth_gb_s * 1e9
     memory_s = (plain + kv) / (bandwidth * calibration.plain_bandwidth_efficiency) + quantised / (
         bandwidth * calibration.quantized_bandwidth_efficiency
     )
-    heads_per_rank = model.num_attention_heads / tensor_parallel_size
-    attention_flops = 4 * batch * heads_per_rank * model.head_dim * sum(estimate_cached_tokens(model, i, context) for i in layers)
+    attention_flops = batch * sum(attention[i].attention_flops_per_token(context) for i in layers)
     flops = 2 * active_params * batch + attention_flops
     compute_s = flops / (device.fp16_tflops * 1e12 * calibration.compute_efficiency)
     return StageTime(memory_s, compute_s, calibration.step_overhead_s, plain + quantised, kv)
@@ -133,6 +132,7 @@ def estimate_decode_stage_time(
 
 def estimate_prefill_stage_time(
     model: ModelSpec,
+    mix: PrecisionMix,
     weights: WeightEstimate,
     device: HardwareSpec,
     calibration: SpeedCalibration,
@@ -143,11 +143,11 @@ def estimate_prefill_stage_time(
     prompt_tokens: int,
 ) -> float:
     """Seconds to prefill one prompt through a stage: compute-bound, 2 x active parameters per
-    token plus attention's quadratic term 2 x s^2 x heads x head_dim per layer (causal: half of 4)."""
+    token plus attention's quadratic term: causal, each token attends to half the held tokens on
+    average, 2 x s x min(s, window) x heads x head_dim per layer."""
     _, _, active = _touched_weight_bytes(weights, model, layers, True, last, tensor_parallel_size, 1)
-    heads = model.num_attention_heads / tensor_parallel_size
-    attention = sum(2 * heads * model.head_dim * prompt_tokens * min(prompt_tokens, estimate_cached_tokens(model, i, prompt_tokens))
-                    for i in layers)
+    described = build_layer_attention(model, mix.kv_cache_dtype, tensor_parallel_size)
+    attention = sum(0.5 * prompt_tokens * described[i].attention_flops_per_token(prompt_tokens) for i in layers)
     flops = 2 * active * prompt_tokens + attention
     return flops / (device.fp16_tflops * 1e12 * calibration.compute_efficiency)
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from planner.estimate.speed import estimate_allreduce_s
+from planner.estimate.zero import estimate_zero_traffic_factor
 
 
 @dataclass(frozen=True)
@@ -79,7 +80,7 @@ def estimate_training_step(
     compute = flops / (devices * tflops * 1e12 * compute_efficiency)
     bubble = compute * (pipeline_parallel_size - 1) / max(microbatches, 1)
     tp = tp_collectives * estimate_allreduce_s(tp_message_bytes, tensor_parallel_size, tp_bandwidth_gb_s or 1.0, tp_latency_us)
-    traffic = gradient_bytes * (1.5 if zero_stage == 3 else 1.0)
+    traffic = gradient_bytes * estimate_zero_traffic_factor(zero_stage)
     dp = estimate_allreduce_s(traffic, data_parallel_size, dp_bandwidth_gb_s or 1.0, dp_latency_us)
     offload = offload_bytes / (pcie_bandwidth_gb_s * 1e9) if offload_bytes else 0.0
     return TrainingStep(compute, bubble, tp, dp, offload)

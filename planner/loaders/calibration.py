@@ -3,18 +3,17 @@
 from __future__ import annotations
 
 import functools
-from importlib import resources
 
-from planner.loaders.yamlfile import parse_yaml_text
+from planner.loaders.catalog_files import read_catalog_file
 from planner.schemas.hardware import HardwareSpec
 from planner.schemas.speed import SpeedCalibration
+from planner.units import ms_to_s
 
 
 @functools.cache
 def load_calibration() -> dict[str, SpeedCalibration]:
     """Every device class's calibration; classes without measurements borrow another's."""
-    text = resources.files("planner.catalog").joinpath("calibration.yaml").read_text(encoding="utf-8")
-    data = parse_yaml_text(text, "planner/catalog/calibration.yaml").data["classes"]
+    data = read_catalog_file("calibration.yaml").data["classes"]
     out: dict[str, SpeedCalibration] = {}
     for name, entry in data.items():
         if "borrow" in entry:
@@ -23,8 +22,8 @@ def load_calibration() -> dict[str, SpeedCalibration]:
             plain_bandwidth_efficiency=entry["plain_bandwidth_efficiency"],
             quantized_bandwidth_efficiency=entry["quantized_bandwidth_efficiency"],
             compute_efficiency=entry["compute_efficiency"],
-            step_overhead_s=entry["step_overhead_ms"] / 1000,
-            hop_overhead_s=entry["hop_overhead_ms"] / 1000,
+            step_overhead_s=ms_to_s(entry["step_overhead_ms"]),
+            hop_overhead_s=ms_to_s(entry["hop_overhead_ms"]),
         )
     for name, entry in data.items():
         if "borrow" in entry:

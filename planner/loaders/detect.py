@@ -5,15 +5,14 @@ from __future__ import annotations
 import csv
 import functools
 import io
-import json
 import re
 import xml.etree.ElementTree as ET
-from importlib import resources
 from typing import Any
 
 from planner.errors import InputError
 from planner.loaders.hardware import load_hardware_catalog
-from planner.loaders.yamlfile import parse_yaml_text
+from planner.loaders.catalog_files import read_catalog_file
+from planner.loaders.yamlfile import parse_json_text
 
 
 # nvidia-smi --query-gpu fields this parser reads, in the order it expects without a header.
@@ -22,8 +21,7 @@ NVIDIA_SMI_QUERY = "index,name,memory.total,pcie.link.gen.max,pcie.link.width.ma
 
 @functools.cache
 def _product_names() -> dict[str, str]:
-    text = resources.files("planner.catalog").joinpath("detect-names.yaml").read_text(encoding="utf-8")
-    return parse_yaml_text(text, "planner/catalog/detect-names.yaml").data["nvidia-smi"]
+    return read_catalog_file("detect-names.yaml").data["nvidia-smi"]
 
 
 def _normalise(name: str) -> str:
@@ -85,8 +83,13 @@ def parse_nvidia_smi_csv(text: str, *, node: str, source: str) -> dict[str, Any]
     return _gpu_inventory(node, gpus, source)
 
 
+MAX_GPUS_PER_MACHINE = 4096  # the most devices of one kind an inventory node holds
+
+
 def _gpu_inventory(node: str, gpus: list[tuple[str, str]], source: str) -> dict[str, Any]:
     """Inventory data from (product name, max PCIe generation) pairs."""
+    if len(gpus) > MAX_GPUS_PER_MACHINE:
+        raise InputError(f"{len(gpus):,} GPUs in one machine; the limit is {MAX_GPUS_PER_MACHINE:,}", file=source)
     ids = [match_gpu_name(product, source=source) for product, _ in gpus]
     known = [int(gen) for _, gen in gpus if gen.strip().isdigit()]
     return _inventory(node, ids, _interconnect(ids, min(known) if known else None))
@@ -113,17 +116,25 @@ def parse_nvidia_smi_xml(text: str, *, node: str, source: str) -> dict[str, Any]
 
 def parse_system_profiler(text: str, *, node: str, source: str) -> dict[str, Any]:
     """Inventory data from `system_profiler SPHardwareDataType SPDisplaysDataType -json` on a Mac."""
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise InputError(f"not valid JSON: {exc.msg}", file=source, line=exc.lineno, column=exc.colno) from None
-    hardware = (data.get("SPHardwareDataType") or [{}])[0]
+    data = parse_json_text(text, source).data
+    if not isinstance(data, dict):
+        raise InputError("expected a JSON object with SPHardwareDataType and SPDisplaysDataType", file=source)
+    hardware_list = data.get("SPHardwareDataType") or [{}]
+    displays = data.get("SPDisplaysDataType") or []
+    if not isinstance(hardware_list, list) or not hardware_list or not isinstance(hardware_list[0], dict):
+        raise InputError("expected a list of objects", file=source, field="SPHardwareDataType")
+    if not isinstance(displays, list) or not all(isinstance(d, dict) for d in displays):
+        raise InputError("expected a list of objects", file=source, field="SPDisplaysDataType")
+    hardware = hardware_list[0]
     chip = hardware.get("chip_type") or ""
     memory = hardware.get("physical_memory") or ""
-    displays = data.get("SPDisplaysDataType") or []
+    if not isinstance(chip, str) or not isinstance(memory, str):
+        raise InputError("expected text for chip_type and physical_memory", file=source, field="SPHardwareDataType")
     cores = next((d.get("sppci_cores") for d in displays if d.get("sppci_cores")), None)
+    if cores is not None and not (isinstance(cores, int) and not isinstance(cores, bool)) and not (isinstance(cores, str) and cores.isdigit()):
+        raise InputError(f"expected a number of GPU cores, got {cores!r}", file=source, field="SPDisplaysDataType.sppci_cores")
     match = re.match(r"^Apple (M\d)(?: (Pro|Max|Ultra))?$", chip.strip())
-    memory_match = re.match(r"^(\d+)\s*GB$", memory.strip())
+    memory_match = re.match(r"^(\d{1,6})\s*GB$", memory.strip())
     if not match or not memory_match or not cores:
         raise InputError(
             "expected an Apple Silicon chip_type, physical_memory and the GPU's sppci_cores", file=source,

@@ -4,31 +4,23 @@ from __future__ import annotations
 
 import functools
 import re
-from importlib import resources
-
-from pydantic import ValidationError
 
 from planner.errors import CatalogError, InputError, suggest_name
-from planner.loaders.yamlfile import parse_yaml_text
+from planner.loaders.catalog_files import load_catalog_list, read_catalog_file
 from planner.schemas.precision import PrecisionFormat, PrecisionMix
 
 _FILE = "planner/catalog/formats.yaml"
 # int<bits>[-g<group>][-asym]: integer formats with any group size (GPTQ/AWQ style, fp16 scales).
-_INT_RE = re.compile(r"^int([2-8])(?:-g(\d+))?(-asym)?$")
+_INT_RE = re.compile(r"^int([2-8])(?:-g(\d{1,9}))?(-asym)?$")
 
 
 @functools.cache
 def _load_tables() -> tuple[dict[str, PrecisionFormat], dict[str, PrecisionFormat]]:
-    text = resources.files("planner.catalog").joinpath("formats.yaml").read_text(encoding="utf-8")
-    located = parse_yaml_text(text, _FILE)
+    located = read_catalog_file("formats.yaml")
     tables = []
     for section in ("weights", "kv_cache"):
         table: dict[str, PrecisionFormat] = {}
-        for index, entry in enumerate(located.data[section]):
-            try:
-                fmt = PrecisionFormat(**entry)
-            except ValidationError as exc:
-                raise located.error((section, index), str(exc.errors()[0]["msg"])) from None
+        for fmt in load_catalog_list(located, section, PrecisionFormat):
             for name in (fmt.id, *fmt.aliases):
                 table[name.lower()] = fmt
         tables.append(table)
@@ -45,12 +37,17 @@ def load_kv_formats() -> dict[str, PrecisionFormat]:
     return _load_tables()[1]
 
 
-def _integer_format(name: str) -> PrecisionFormat | None:
+MAX_GROUP_SIZE = 2**16
+
+
+def _integer_format(name: str, field: str) -> PrecisionFormat | None:
     match = _INT_RE.match(name)
     if not match:
         return None
     bits = int(match.group(1))
     group = int(match.group(2)) if match.group(2) else (None if bits == 8 else 128)
+    if group is not None and not 1 <= group <= MAX_GROUP_SIZE:
+        raise InputError(f"'{name}': the group size must be 1-{MAX_GROUP_SIZE:,}, got {group:,}", field=field)
     asym = bool(match.group(3))
     overhead = f"+ {16 + (bits if asym else 0)}/{group}" if group else "per-channel scale not counted"
     return PrecisionFormat(
@@ -72,7 +69,7 @@ def resolve_weight_format(name: str, *, field: str = "--weights") -> PrecisionFo
     key = name.strip().lower()
     if key in table:
         return table[key]
-    parametric = _integer_format(key)
+    parametric = _integer_format(key, field)
     if parametric is not None:
         return parametric
     raise CatalogError(

@@ -8,9 +8,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from planner.errors import InputError, suggest_name
-from planner.loaders.hardware import find_hardware
+from planner.limits import MAX_DEVICE_TYPES, MAX_DEVICES, MAX_INVENTORY_FILE_BYTES, MAX_NETWORK_LINKS, MAX_NODES
+from planner.loaders.files import read_text
+from planner.loaders.hardware import find_hardware, load_hardware_catalog
 from planner.loaders.links import find_link
-from planner.loaders.yamlfile import Located, parse_yaml_text, read_text
+from planner.loaders.validation import to_input_error
+from planner.loaders.yamlfile import Located, parse_yaml_text
 from planner.schemas.hardware import HardwareSpec
 from planner.schemas.inventory import (
     Cluster,
@@ -25,39 +28,21 @@ from planner.schemas.inventory import (
 )
 from planner.units import GB, GiB
 
-_MODELS = {"": InventoryFile, "nodes": NodeEntry, "devices": DeviceEntry, "network": NetworkEntry, "links": LinkEntry}
-
-
-def _allowed_keys(loc: tuple[Any, ...]) -> list[str]:
-    """Field names valid at the place an unknown key was found."""
-    names = [p for p in loc if isinstance(p, str)]
-    parent = names[-2] if len(names) >= 2 else ""
-    model = _MODELS.get(parent, InventoryFile)
-    return list(model.model_fields)
-
-
-_UNION_TAGS = {"str", "int", "float", "bool", "NetworkEntry", "LinkEntry", "DeviceEntry", "NodeEntry"}
-
-
-def _clean_loc(loc: tuple[Any, ...]) -> tuple[Any, ...]:
-    # pydantic adds union branch names (e.g. 'str', 'NetworkEntry') to the location.
-    return tuple(p for p in loc if not (isinstance(p, str) and p in _UNION_TAGS))
-
-
-def _validation_error(located: Located, exc: ValidationError) -> InputError:
-    errors = exc.errors()
-    first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
-    loc = _clean_loc(tuple(first["loc"]))
-    if first["type"] == "extra_forbidden":
-        key = str(loc[-1])
-        allowed = _allowed_keys(loc)
-        return located.error(loc, f"unknown key '{key}'; expected one of {', '.join(allowed)}", suggest_name(key, allowed))
-    message = first["msg"].removeprefix("Value error, ")
-    if first["type"] == "missing":
-        message = f"missing required key '{loc[-1]}'"
-    elif "input" in first and first["type"] not in ("value_error",):
-        message = f"{message} (got {first['input']!r})"
-    return located.error(loc, message)
+def _check_size(inventory: InventoryFile, located: Located) -> None:
+    """The documented limits (planner/limits.py), checked before any node is expanded."""
+    nodes = sum(n.count for n in inventory.nodes)
+    if nodes > MAX_NODES:
+        raise located.error(("nodes",), f"{nodes:,} nodes once counts are expanded; the limit is {MAX_NODES:,}")
+    devices = sum(n.count * sum(d.count for d in n.devices) for n in inventory.nodes)
+    if devices > MAX_DEVICES:
+        raise located.error(("nodes",), f"{devices:,} devices once counts are expanded; the limit is {MAX_DEVICES:,}")
+    kinds = {d.type if d.type != "custom" else f"custom:{d.name}:{i}:{j}"
+             for i, n in enumerate(inventory.nodes) for j, d in enumerate(n.devices)}
+    if len(kinds) > MAX_DEVICE_TYPES:
+        raise located.error(("nodes",), f"{len(kinds):,} distinct device types; the limit is {MAX_DEVICE_TYPES}")
+    network = inventory.network
+    if not isinstance(network, str) and network is not None and len(network.links) > MAX_NETWORK_LINKS:
+        raise located.error(("network", "links"), f"{len(network.links):,} links; the limit is {MAX_NETWORK_LINKS:,}")
 
 
 def _custom_spec(entry: DeviceEntry, node: str, index: int, file: str) -> HardwareSpec:
@@ -125,7 +110,8 @@ def build_cluster(located: Located) -> Cluster:
     try:
         inventory = InventoryFile(**located.data)
     except ValidationError as exc:
-        raise _validation_error(located, exc) from None
+        raise to_input_error(exc, located=located, schema=InventoryFile) from None
+    _check_size(inventory, located)
     names = _node_names(inventory.nodes, located)
     nodes: list[Node] = []
     for i, entry in enumerate(inventory.nodes):
@@ -133,6 +119,9 @@ def build_cluster(located: Located) -> Cluster:
         for j, device in enumerate(entry.devices):
             path = ("nodes", i, "devices", j)
             if device.type == "custom":
+                if device.name and device.name.lower() in load_hardware_catalog():
+                    raise located.error(path + ("name",), f"'{device.name}' is a catalog id; a custom device needs a "
+                                        f"name of its own (or use type: {device.name.lower()} for the catalog figures)")
                 spec = _custom_spec(device, entry.name, j, located.file)
             else:
                 try:
@@ -178,17 +167,19 @@ def _build_links(inventory: InventoryFile, node_names: list[str], located: Locat
         except InputError as err:
             raise located.error(path, err.detail, err.suggestion) from None
         out += [NetworkLink(a=name, b=None, link=link, count=network.rails) for name in node_names]
+    known = set(node_names)
     for k, entry in enumerate(network.links):
         path = ("network", "links", k)
+        label = f"link {entry.between[0]} <-> {entry.between[1]}"
         for end, name in enumerate(entry.between):
-            if name not in node_names:
-                raise located.error(path + ("between", end), f"no node named '{name}'", suggest_name(name, node_names))
+            if name not in known:
+                raise located.error(path + ("between", end), f"{label}: no node named '{name}'", suggest_name(name, node_names))
         if entry.between[0] == entry.between[1]:
-            raise located.error(path + ("between",), "a link needs two different nodes")
+            raise located.error(path + ("between",), f"{label}: a link needs two different nodes")
         try:
             link = find_link(entry.type, scope="network", field="type")
         except InputError as err:
-            raise located.error(path + ("type",), err.detail, err.suggestion) from None
+            raise located.error(path + ("type",), f"{label}: {err.detail}", err.suggestion) from None
         out.append(NetworkLink(a=entry.between[0], b=entry.between[1], link=link, count=entry.count))
     _check_connected(node_names, out, located)
     return out
@@ -221,4 +212,4 @@ def _check_connected(node_names: list[str], links: list[NetworkLink], located: L
 def load_inventory(path: str | Path) -> Cluster:
     """Read and resolve an inventory file."""
     path = Path(path)
-    return build_cluster(parse_yaml_text(read_text(path), str(path)))
+    return build_cluster(parse_yaml_text(read_text(path, limit=MAX_INVENTORY_FILE_BYTES, what="inventory file"), str(path)))

@@ -3,29 +3,16 @@
 from __future__ import annotations
 
 import functools
-from importlib import resources
-
-from pydantic import ValidationError
 
 from planner.errors import CatalogError, suggest_name
-from planner.loaders.yamlfile import parse_yaml_text
+from planner.loaders.catalog_files import load_catalog_list, read_catalog_file
 from planner.schemas.link import LinkSpec
 
 
 @functools.cache
 def load_link_catalog() -> dict[str, LinkSpec]:
     """Every link type by id."""
-    text = resources.files("planner.catalog").joinpath("links.yaml").read_text(encoding="utf-8")
-    located = parse_yaml_text(text, "planner/catalog/links.yaml")
-    out: dict[str, LinkSpec] = {}
-    for index, entry in enumerate(located.data["links"]):
-        try:
-            link = LinkSpec(**entry)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            raise located.error(("links", index, *first["loc"]), first["msg"]) from None
-        out[link.id] = link
-    return out
+    return {link.id: link for link in load_catalog_list(read_catalog_file("links.yaml"), "links", LinkSpec)}
 
 
 def find_link(link_id: str, *, scope: str | None = None, field: str = "interconnect") -> LinkSpec:

@@ -1,14 +1,51 @@
-"""Read YAML and JSON while remembering the line of every field, for error messages."""
+"""Read YAML and JSON while remembering the line of every field, for error messages.
+
+YAML is read with the YAML 1.2 core schema, not PyYAML's default YAML 1.1 rules: `010` is the
+integer 10 (not octal 8), `1:30` is a string (not the sexagesimal 90), `yes`/`no`/`on`/`off`
+are strings, `1e5` is a number and `2024-05-01` is a string (not a date). Nesting depth and
+the values reachable through aliases are limited (planner/limits.py).
+"""
 
 from __future__ import annotations
 
 import json
-from pathlib import Path
+import re
 from typing import Any
 
 import yaml
 
 from planner.errors import InputError
+from planner.limits import MAX_NESTING_DEPTH, MAX_YAML_VALUES
+
+
+class CoreLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with the YAML 1.2 core schema's implicit types."""
+
+
+CoreLoader.yaml_implicit_resolvers = {}
+for _tag, _pattern, _first in (
+    ("tag:yaml.org,2002:bool", r"^(?:true|True|TRUE|false|False|FALSE)$", "tTfF"),
+    ("tag:yaml.org,2002:null", r"^(?:~|null|Null|NULL|)$", "~nN"),
+    ("tag:yaml.org,2002:int", r"^(?:[-+]?[0-9]+|0o[0-7]+|0x[0-9a-fA-F]+)$", "-+0123456789"),
+    ("tag:yaml.org,2002:float",
+     r"^(?:[-+]?(?:\.[0-9]+|[0-9]+(?:\.[0-9]*)?)(?:[eE][-+]?[0-9]+)?|[-+]?\.(?:inf|Inf|INF)|\.(?:nan|NaN|NAN))$",
+     "-+0123456789."),
+    ("tag:yaml.org,2002:merge", r"^<<$", "<"),
+):
+    CoreLoader.add_implicit_resolver(_tag, re.compile(_pattern), list(_first))
+CoreLoader.add_implicit_resolver("tag:yaml.org,2002:null", re.compile(r"^$"), [""])
+
+
+def _construct_core_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
+    text = str(loader.construct_scalar(node))
+    if text.startswith("0o"):
+        return int(text[2:], 8)
+    if text.startswith("0x"):
+        return int(text[2:], 16)
+    return int(text, 10)  # leading zeros are decimal in YAML 1.2
+
+
+CoreLoader.add_constructor("tag:yaml.org,2002:int", _construct_core_int)
 
 FieldPath = tuple[str | int, ...]
 
@@ -42,8 +79,11 @@ def _construct(node: yaml.Node, path: FieldPath, marks: dict, file: str, stack: 
     if id(node) in stack:
         raise InputError("an alias refers to a block that contains it", file=file, line=node.start_mark.line + 1,
                          field=".".join(map(str, path)) or None)
-    if len(path) > 50 or len(marks) > 200_000:
-        raise InputError("nested too deeply or too many aliased values", file=file, line=node.start_mark.line + 1)
+    if len(path) > MAX_NESTING_DEPTH:
+        raise InputError(f"nested more than {MAX_NESTING_DEPTH} levels deep", file=file, line=node.start_mark.line + 1)
+    if len(marks) > MAX_YAML_VALUES:
+        raise InputError(f"more than {MAX_YAML_VALUES:,} values once aliases are expanded", file=file,
+                         line=node.start_mark.line + 1)
     stack = stack | {id(node)}
     if isinstance(node, yaml.MappingNode):
         explicit: set[str] = set()
@@ -70,7 +110,7 @@ def _construct(node: yaml.Node, path: FieldPath, marks: dict, file: str, stack: 
     return _scalar(node)
 
 
-_SCALARS = yaml.SafeLoader("")
+_SCALARS = CoreLoader("")
 
 
 def _scalar(node: yaml.Node) -> Any:
@@ -80,7 +120,9 @@ def _scalar(node: yaml.Node) -> Any:
 def parse_yaml_text(text: str, file: str) -> Located:
     """Parse YAML text, keeping line numbers; syntax errors become InputError with the line."""
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=CoreLoader)
+    except RecursionError:
+        raise InputError(f"nested more than {MAX_NESTING_DEPTH} levels deep", file=file) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
@@ -95,6 +137,10 @@ def parse_yaml_text(text: str, file: str) -> Located:
         raise InputError("the file is empty", file=file)
     try:
         data = _construct(node, (), marks, file)
+    except RecursionError:
+        raise InputError(f"nested more than {MAX_NESTING_DEPTH} levels deep", file=file) from None
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"not valid YAML: {exc}", file=file) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
@@ -118,18 +164,25 @@ def parse_json_text(text: str, file: str) -> Located:
     """Parse JSON text; syntax errors become InputError with the line and column."""
     try:
         data = json.loads(text)
+    except RecursionError:
+        raise InputError("not valid JSON: nested too deeply", file=file) from None
     except json.JSONDecodeError as exc:
         raise InputError(f"not valid JSON: {exc.msg}", file=file, line=exc.lineno, column=exc.colno) from None
+    depth = _depth(data)
+    if depth > MAX_NESTING_DEPTH:
+        raise InputError(f"nested {depth} levels deep; the limit is {MAX_NESTING_DEPTH}", file=file)
     return Located(data, _json_marks(text), file)
 
 
-def read_text(path: Path) -> str:
-    """Read a UTF-8 file, turning OS errors into InputError."""
-    try:
-        return path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise InputError("no such file", file=str(path)) from None
-    except IsADirectoryError:
-        raise InputError("expected a file, found a directory", file=str(path)) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"cannot read: {exc}", file=str(path)) from None
+def _depth(data: Any) -> int:
+    """How deeply lists and objects nest (iterative, so any depth json accepted is safe)."""
+    deepest, stack = 0, [(data, 1)]
+    while stack:
+        value, level = stack.pop()
+        if isinstance(value, dict):
+            deepest = max(deepest, level)
+            stack += [(v, level + 1) for v in value.values()]
+        elif isinstance(value, list):
+            deepest = max(deepest, level)
+            stack += [(v, level + 1) for v in value]
+    return deepest

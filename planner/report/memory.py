@@ -6,7 +6,9 @@ from typing import Any
 
 from planner.estimate.deepspeed import estimate_deepspeed_zero2, estimate_deepspeed_zero3
 from planner.estimate.kv_cache import estimate_kv_bytes_per_token, estimate_kv_bytes_per_token_layer
-from planner.estimate.memory import MEMORY_FIELDS, MemoryEstimate, estimate_serving_memory, estimate_training_memory
+from planner.estimate.memory import estimate_serving_memory, estimate_training_memory
+from planner.estimate.stage import MEMORY_FIELDS, MemoryEstimate
+from planner.estimate.zero import estimate_zero_partition
 from planner.estimate.parameters import estimate_model_tensors, estimate_parameters
 from planner.estimate.seed import SEED_OVERHEAD_RANGE, estimate_seed_table
 from planner.estimate.weights import estimate_weight_bytes
@@ -14,6 +16,7 @@ from planner.report.table import to_size, to_text_table
 from planner.schemas.model import ModelSpec
 from planner.schemas.precision import COMPONENTS, PrecisionFormat, PrecisionMix
 from planner.schemas.workload import Parallelism, ServeWorkload, TrainWorkload
+from planner.units import to_gb
 
 UNITS = "bytes; GB = 10^9 bytes, GiB = 2^30 bytes"
 
@@ -148,15 +151,14 @@ def to_quick_memory_dict(
     if training is None:
         memory["weights_bytes"] = parameters * bits / 8
     else:
-        dp = data_parallel_size
-        zero = training.zero_stage
-        memory["weights_bytes"] = parameters * 2 / (dp if zero >= 3 else 1)
-        memory["gradients_bytes"] = parameters * 2 / (dp if zero >= 2 else 1)
-        memory["optimizer_bytes"] = parameters * QUICK_OPTIMIZER_BYTES[training.optimizer] / (dp if zero >= 1 else 1)
-        if training.offload_optimizer:
+        shards = estimate_zero_partition(training.zero_stage, data_parallel_size)
+        memory["weights_bytes"] = parameters * 2 / shards.parameters
+        memory["gradients_bytes"] = parameters * 2 / shards.gradients
+        memory["optimizer_bytes"] = parameters * QUICK_OPTIMIZER_BYTES[training.optimizer] / shards.optimizer
+        if training.offload != "none":
             cpu += memory["optimizer_bytes"]
             memory["optimizer_bytes"] = 0.0
-        if training.offload_params:
+        if training.offload == "optimizer+params":
             cpu += memory["weights_bytes"]
             memory["weights_bytes"] = 0.0
     memory["overhead_bytes"] = overhead_factor * memory["weights_bytes"] + runtime_reserve_bytes
@@ -171,7 +173,7 @@ def to_quick_memory_dict(
         "overhead_factor": overhead_factor,
         "overhead_factor_range": list(SEED_OVERHEAD_RANGE),
         "memory": rounded,
-        "seed_table_gb": {k: round(v, 4) for k, v in estimate_seed_table(parameters / 1e9).items()},
+        "seed_table_gb": {k: round(v, 4) for k, v in estimate_seed_table(to_gb(parameters)).items()},
         "kv_cache": None,
     }
     if cpu:
@@ -181,16 +183,16 @@ def to_quick_memory_dict(
 
 def to_deepspeed_dict(
     parameters: int, largest_layer_params: int, *, zero_stage: int, gpus_per_node: int, nodes: int,
-    offload_optimizer: bool, offload_params: bool,
+    offload: str,
 ) -> dict[str, Any]:
     """DeepSpeed's documented model-state estimate (GPU and CPU) for comparison with ours."""
     if zero_stage == 3:
         states = estimate_deepspeed_zero3(
             parameters, largest_layer_params, gpus_per_node=gpus_per_node, nodes=nodes,
-            offload_optimizer=offload_optimizer, offload_params=offload_params,
+            offload_optimizer=offload != "none", offload_params=offload == "optimizer+params",
         )
     else:
-        states = estimate_deepspeed_zero2(parameters, gpus_per_node=gpus_per_node, nodes=nodes, offload_optimizer=offload_optimizer)
+        states = estimate_deepspeed_zero2(parameters, gpus_per_node=gpus_per_node, nodes=nodes, offload_optimizer=offload != "none")
     return {
         "estimator": f"deepspeed estimate_zero{3 if zero_stage == 3 else 2}_model_states_mem_needs (documented form)",
         "parameters": parameters,

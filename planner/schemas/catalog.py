@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 class ModelCatalogEntry(BaseModel):
     """One model: who publishes it, where its config comes from, and the config itself."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9.\-]*$", description="Catalog id, the file's name.")
     name: str = Field(description="Display name.")

@@ -10,7 +10,7 @@ from planner.schemas.precision import Component, TensorKind
 class CheckpointTensor(BaseModel):
     """One logical weight (quantisation scales, zero points and packing folded in)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     name: str = Field(description="Tensor name in the checkpoint.")
     component: Component = Field(description="Model component it belongs to.")
@@ -25,7 +25,7 @@ class CheckpointTensor(BaseModel):
 class CheckpointInfo(BaseModel):
     """A checkpoint's tensors and what it says about itself."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     format: str = Field(description="safetensors or gguf.")
     quant_method: str | None = Field(None, description="Quantisation detected (gptq, awq, compressed-tensors, bitsandbytes, fp8, mxfp4, or a GGUF file type).")

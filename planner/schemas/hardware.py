@@ -10,7 +10,7 @@ DeviceKind = Literal["gpu", "apple-silicon", "soc"]
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class Price(_Frozen):

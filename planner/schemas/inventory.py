@@ -10,6 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from planner.limits import MAX_MEMORY_GB, MAX_PRICE_USD
 from planner.schemas.hardware import HardwareSpec
 from planner.schemas.link import LinkSpec
 
@@ -17,7 +18,10 @@ _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.\-]*$"
 
 
 class _File(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+
+MIN_MEMORY_GB = 0.001  # a megabyte: below this a figure is a typo, not a device
 
 
 class MemoryOverrides(_File):
@@ -27,11 +31,11 @@ class MemoryOverrides(_File):
         None, gt=0, le=1, description="Share of memory the planner may use (on a Mac: the GPU wired limit share)."
     )
     wired_limit_gb: float | None = Field(
-        None, gt=0, description="macOS iogpu.wired_limit_mb expressed in GB: the GPU may wire this much."
+        None, ge=MIN_MEMORY_GB, le=MAX_MEMORY_GB, description="macOS iogpu.wired_limit_mb expressed in GB: the GPU may wire this much."
     )
-    reserved_gb: float | None = Field(None, ge=0, description="Memory kept back for the OS, display or other programs, GB.")
-    used_gb: float | None = Field(None, ge=0, description="Memory already used by other work, GB.")
-    price_usd: float | None = Field(None, gt=0, description="What one device (or one machine, on a node) costs, USD.")
+    reserved_gb: float | None = Field(None, ge=0, le=MAX_MEMORY_GB, description="Memory kept back for the OS, display or other programs, GB.")
+    used_gb: float | None = Field(None, ge=0, le=MAX_MEMORY_GB, description="Memory already used by other work, GB.")
+    price_usd: float | None = Field(None, gt=0, le=MAX_PRICE_USD, description="What one device (or one machine, on a node) costs, USD.")
 
 
 class DeviceEntry(MemoryOverrides):
@@ -40,16 +44,16 @@ class DeviceEntry(MemoryOverrides):
     type: str = Field(description="A hardware catalog id (see `plan hardware list`) or `custom`.")
     count: int = Field(1, ge=1, le=4096, description="How many identical devices of this kind the node has.")
     name: str | None = Field(None, pattern=_NAME, description="Display name for a custom device.")
-    memory_gb: float | None = Field(None, gt=0, description="Custom: memory in GB (10^9 bytes).")
-    memory_gib: float | None = Field(None, gt=0, description="Custom: memory in GiB (2^30 bytes).")
-    bandwidth_gb_s: float | None = Field(None, gt=0, description="Custom: memory bandwidth, GB/s.")
-    fp16_tflops: float | None = Field(None, gt=0, description="Custom: dense FP16/BF16 TFLOPS.")
-    fp32_tflops: float | None = Field(None, gt=0, description="Custom: dense FP32 TFLOPS (default: fp16 / 2 with tensor cores, else equal).")
-    fp8_tflops: float | None = Field(None, gt=0, description="Custom: dense FP8 TFLOPS, if supported.")
-    int8_tops: float | None = Field(None, gt=0, description="Custom: dense INT8 TOPS, if supported.")
+    memory_gb: float | None = Field(None, ge=MIN_MEMORY_GB, le=MAX_MEMORY_GB, description="Custom: memory in GB (10^9 bytes).")
+    memory_gib: float | None = Field(None, ge=MIN_MEMORY_GB, le=MAX_MEMORY_GB, description="Custom: memory in GiB (2^30 bytes).")
+    bandwidth_gb_s: float | None = Field(None, gt=0, le=1e6, description="Custom: memory bandwidth, GB/s.")
+    fp16_tflops: float | None = Field(None, gt=0, le=1e6, description="Custom: dense FP16/BF16 TFLOPS.")
+    fp32_tflops: float | None = Field(None, gt=0, le=1e6, description="Custom: dense FP32 TFLOPS (default: fp16 / 2 with tensor cores, else equal).")
+    fp8_tflops: float | None = Field(None, gt=0, le=1e6, description="Custom: dense FP8 TFLOPS, if supported.")
+    int8_tops: float | None = Field(None, gt=0, le=1e6, description="Custom: dense INT8 TOPS, if supported.")
     tensor_cores: bool | None = Field(None, description="Custom: has matrix units (default false).")
     unified_memory: bool | None = Field(None, description="Custom: shares memory with the CPU (a Mac, a SoC).")
-    power_w: float | None = Field(None, gt=0, description="Custom: power draw in watts.")
+    power_w: float | None = Field(None, gt=0, le=1e7, description="Custom: power draw in watts.")
 
     @model_validator(mode="after")
     def _check_custom(self) -> "DeviceEntry":
@@ -78,7 +82,7 @@ class NodeEntry(MemoryOverrides):
         None, description="How devices inside the machine talk: pcie-3/4/5, nvlink-bridge, nvlink-2..5, nvswitch, unified. "
         "Default: pcie-4, or unified for a single unified-memory device."
     )
-    host_memory_gb: float | None = Field(None, gt=0, description="CPU RAM for offloaded states, GB.")
+    host_memory_gb: float | None = Field(None, ge=MIN_MEMORY_GB, le=MAX_MEMORY_GB, description="CPU RAM for offloaded states, GB.")
 
 
 class LinkEntry(_File):
@@ -112,7 +116,7 @@ class InventoryFile(_File):
 
 
 class _Resolved(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class Device(_Resolved):

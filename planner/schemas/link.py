@@ -10,7 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 class LinkSpec(BaseModel):
     """Bandwidth and latency of one link type (per direction, per device or per port)."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     id: str = Field(pattern=r"^[a-z0-9][a-z0-9.\-]*$", description="Name used in inventories (pcie-4, nvlink-4, ethernet-10g...).")
     name: str = Field(description="Display name.")

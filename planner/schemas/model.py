@@ -8,11 +8,11 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from planner.schemas.checkpoint import CheckpointInfo
 
-AttentionLayerType = Literal["full", "sliding"]
+AttentionLayerType = Literal["full", "sliding", "chunked"]
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class MoESpec(_Frozen):
@@ -62,6 +62,9 @@ class ModelSpec(_Frozen):
 
     name: str = Field(description="Display name or catalog id.")
     source: str | None = Field(None, description="Where the configuration came from.")
+    origin: Literal["catalog", "config", "checkpoint"] = Field(
+        "config", description="How the model was named: a catalog entry, a config.json, or checkpoint headers."
+    )
     architecture: str = Field("unknown", description="The config's model_type.")
     num_layers: int = Field(gt=0, description="Transformer blocks (num_hidden_layers).")
     hidden_size: int = Field(gt=0, description="Width of the residual stream.")
@@ -86,6 +89,9 @@ class ModelSpec(_Frozen):
         (), description="Attention type of each layer; empty means every layer is full attention."
     )
     sliding_window: int | None = Field(None, gt=0, description="Tokens a sliding-window layer attends to.")
+    attention_chunk_size: int | None = Field(
+        None, gt=0, description="Tokens per chunk of a chunked local-attention layer (Llama 4 attention_chunk_size)."
+    )
     max_context: int = Field(gt=0, description="Longest context the model supports (max_position_embeddings).")
     mtp_layers: int = Field(0, ge=0, description="Multi-token-prediction modules in the checkpoint (not served).")
     dtype: str = Field("bf16", description="Precision the checkpoint is published in.")
@@ -104,6 +110,8 @@ class ModelSpec(_Frozen):
             )
         if "sliding" in self.layer_types and self.sliding_window is None:
             raise ValueError("layer_types has sliding layers but sliding_window is not set")
+        if "chunked" in self.layer_types and self.attention_chunk_size is None:
+            raise ValueError("layer_types has chunked-attention layers but attention_chunk_size is not set")
         if self.moe is None and self.intermediate_size == 0:
             raise ValueError("a dense model needs intermediate_size > 0")
         return self

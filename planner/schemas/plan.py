@@ -1,25 +1,107 @@
-"""A deployment plan as `plan deploy` writes it (JSON/YAML); `plan schema plan` publishes this."""
+"""The plan document `plan deploy` writes (JSON/YAML) and `plan show` reads back; `plan schema
+plan` publishes its JSON Schema. A serving plan and a training plan are separate types, told
+apart by `mode`; `schema_version` changes whenever a reader of the old version would misread the
+new one.
+"""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from enum import Enum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+from planner.schemas.serving import ServeRequest
+from planner.schemas.training import TrainRequest
+
+SCHEMA_VERSION = 1
+
+
+class SolveStatus(str, Enum):
+    """The planner's own solver status."""
+
+    OPTIMAL = "optimal"  # proven best among the candidate layouts
+    FEASIBLE = "feasible"  # a plan, with the proven bound and gap
+    INFEASIBLE = "infeasible"  # proven: no combination of layouts serves the request
+    TIMED_OUT = "timed_out"  # the time limit came before any plan; not a proof of infeasibility
 
 
 class _Out(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+
+# ----------------------------------------------------------------------------- what was asked
+
+
+class ModelRef(_Out):
+    """Which model the plan is for."""
+
+    name: str = Field(description="Catalog id, or the name of the config or checkpoint.")
+    kind: Literal["catalog", "config", "checkpoint"] = Field(description="Where the model came from.")
+    path: str | None = Field(None, description="The config.json or checkpoint read (not for catalog models).")
+    digest: str = Field(pattern=r"^sha256:[0-9a-f]{64}$", description="sha256 of the model's canonical accounting inputs "
+                        "(its architecture and, for a checkpoint, every tensor header); equal digests, equal model.")
+
+
+class PrecisionOut(_Out):
+    """The precision mix the plan uses."""
+
+    weights: str = Field(description="Default weight format.")
+    kv_cache: str = Field(description="KV-cache dtype.")
+    components: dict[str, str] = Field(description="Format of each model component (overrides included).")
+
+
+class ServePlanRequest(ServeRequest):
+    """Every input that shaped a serving plan."""
+
+    model: ModelRef = Field(description="The model.")
+    precision: PrecisionOut = Field(description="The precision mix.")
+
+
+class TrainPlanRequest(TrainRequest):
+    """Every input that shaped a training plan."""
+
+    model: ModelRef = Field(description="The model.")
+    precision: PrecisionOut = Field(description="The precision mix (of the frozen base, for LoRA/QLoRA).")
+
+
+class InventoryRef(_Out):
+    """Which inventory the plan is for."""
+
+    name: str = Field(description="Cluster name.")
+    path: str | None = Field(None, description="The inventory file read.")
+    digest: str = Field(pattern=r"^sha256:[0-9a-f]{64}$", description="sha256 of the canonical resolved inventory "
+                        "(nodes, devices with their figures and budgets, links); a changed inventory changes it.")
+    nodes: int = Field(ge=1, description="Machines.")
+    devices: int = Field(ge=1, description="Devices.")
+
+
+class SolverOut(_Out):
+    """How the plan was found."""
+
+    status: SolveStatus = Field(description="optimal, feasible, infeasible or timed_out.")
+    objective_name: str = Field(description="The primary objective term (planner/schemas/objectives.py), or training_tokens_per_s.")
+    objective_unit: str = Field(description="Its unit.")
+    objective: float | None = Field(description="Its value in the plan.")
+    bound: float | None = Field(description="Best proven bound on it.")
+    gap: float | None = Field(description="Relative gap between value and bound (0 when optimal).")
+    candidates: int = Field(ge=0, description="Layouts considered.")
+    rejected: int = Field(ge=0, description="Layouts rejected before solving, each with its reason.")
+    stopped_early: bool = Field(False, description="The time limit cut the candidate search short; the plan is the best among those built.")
+
+
+# ----------------------------------------------------------------------------- serving
 
 
 class DeviceMemoryOut(_Out):
-    """Bytes on one device."""
+    """Bytes on one serving device."""
 
-    weights_bytes: int = Field(description="Its share of the stage's weights.")
-    kv_cache_bytes: int = Field(description="KV cache of its layers for the replica's users at the full context.")
-    activations_bytes: int = Field(description="Prefill-chunk activation peak, plus fp32 logits on the last stage.")
-    overhead_bytes: int = Field(description="O x weights plus the runtime's fixed reserve.")
-    gradients_bytes: int = Field(0, description="Training: gradients kept on this device.")
-    optimizer_bytes: int = Field(0, description="Training: optimizer states and master weights kept on this device.")
-    total_bytes: int = Field(description="Sum of the parts above.")
-    capacity_bytes: int = Field(description="What the engine may use on this device (gpu_memory_utilization, wired limit).")
+    weights_bytes: int = Field(ge=0, description="Its share of the stage's weights.")
+    kv_cache_bytes: int = Field(ge=0, description="KV cache of its layers for the replica's users at the full context.")
+    activations_bytes: int = Field(ge=0, description="Prefill-chunk activation peak over its layers, plus fp32 logits on the last stage.")
+    overhead_bytes: int = Field(ge=0, description="O x weights plus the runtime's fixed reserve.")
+    total_bytes: int = Field(ge=0, description="Sum of the parts above.")
+    capacity_bytes: int = Field(description="What the engine may fill on this device (gpu_memory_utilization, wired limit).")
 
 
 class DeviceOut(_Out):
@@ -27,39 +109,41 @@ class DeviceOut(_Out):
 
     id: str = Field(description="node/gpuN.")
     node: str = Field(description="Machine.")
-    type: str = Field(description="Hardware catalog id.")
+    type: str = Field(description="Hardware catalog id (or the custom device's name).")
     memory: DeviceMemoryOut = Field(description="Memory on this device.")
 
 
 class StageOut(_Out):
     """One pipeline stage: a tensor-parallel group holding contiguous layers."""
 
-    index: int = Field(description="Position in the pipeline, from 0.")
+    index: int = Field(ge=0, description="Position in the pipeline, from 0.")
     layers: tuple[int, int] = Field(description="[first, last_exclusive].")
-    tensor_parallel_size: int = Field(description="Devices sharing each layer.")
+    tensor_parallel_size: int = Field(ge=1, description="Devices sharing each layer.")
     holds_embedding: bool = Field(description="First stage: the token embedding.")
     holds_lm_head: bool = Field(description="Last stage: final norm and lm_head.")
-    decode_step_s: float = Field(description="This stage's share of one decode step, including its link time.")
+    decode_step_s: float = Field(ge=0, description="This stage's share of one decode step, including its link time.")
+    kv_cache_tokens: int = Field(ge=0, description="Tokens of one sequence this stage's free memory holds (whole pages).")
     devices: list[DeviceOut] = Field(description="The tensor-parallel ranks.")
 
 
 class ReplicaOut(_Out):
     """A full copy of the model serving some of the users."""
 
-    index: int = Field(description="Replica number.")
-    users: int = Field(description="Users this replica serves.")
-    decode_tokens_per_s_per_user: float = Field(description="Tokens/s each of its users sees.")
-    time_to_first_token_s: float = Field(description="Prefill of one prompt plus the first decode step.")
-    kv_cache_tokens: int = Field(description="KV-cache tokens the replica's memory holds (whole pages).")
+    index: int = Field(ge=0, description="Replica number.")
+    users: int = Field(ge=1, description="Users this replica serves.")
+    decode_tokens_per_s_per_user: float = Field(ge=0, description="Tokens/s each of its users sees.")
+    time_to_first_token_s: float = Field(ge=0, description="Prefill of one prompt plus the first decode step.")
+    kv_cache_tokens: int = Field(ge=0, description="KV-cache tokens one sequence could hold (the tightest stage, whole pages).")
+    max_users: int = Field(ge=0, description="Users the replica could hold at the requested context.")
     stages: list[StageOut] = Field(description="Pipeline stages in order.")
 
 
 class PerformanceOut(_Out):
-    """Expected speed."""
+    """Expected serving speed."""
 
-    decode_tokens_per_s_per_user: float = Field(description="The slowest replica's per-user decode speed.")
-    decode_tokens_per_s_total: float = Field(description="All users together.")
-    time_to_first_token_s: float = Field(description="The slowest replica's time to first token.")
+    decode_tokens_per_s_per_user: float = Field(ge=0, description="The slowest replica's per-user decode speed.")
+    decode_tokens_per_s_total: float = Field(ge=0, description="All users together.")
+    time_to_first_token_s: float = Field(ge=0, description="The slowest replica's time to first token.")
     bottleneck: str = Field(description="Which replica and stage limits speed, and by what.")
     tier: str = Field(description="The seed guide's verdict: painful (< 10), acceptable (10-20), smooth (20+).")
 
@@ -67,56 +151,118 @@ class PerformanceOut(_Out):
 class CapacityOut(_Out):
     """How much the plan could hold."""
 
-    kv_cache_tokens: int = Field(description="KV-cache tokens one sequence could hold per replica (the smallest replica's; sliding layers keep their window).")
-    max_users: int = Field(description="Most concurrent users at the requested context over all replicas (vLLM's maximum concurrency), each user's logits included.")
+    kv_cache_tokens: int = Field(ge=0, description="KV-cache tokens one sequence could hold per replica (the smallest replica's; sliding layers keep their window).")
+    max_users: int = Field(ge=0, description="Most concurrent users at the requested context over all replicas (vLLM's maximum concurrency), each user's logits included.")
 
 
-class SolverOut(_Out):
-    """How the plan was found."""
+class ServePlan(_Out):
+    """A serving plan."""
 
-    status: str = Field(description="optimal, feasible, infeasible or timed_out.")
-    wall_s: float = Field(description="Candidate generation plus solving, seconds.")
-    objective_name: str = Field(description="The primary objective term (total_tokens_per_s, slowest_user_speed, cost_usd, devices_used, training_tokens_per_s).")
-    objective: float | None = Field(description="Its value in the plan (tokens/s, USD or devices).")
-    bound: float | None = Field(description="Best proven bound on it.")
-    gap: float | None = Field(description="Relative gap between value and bound (0 when optimal).")
-    candidates: int = Field(description="Replica layouts considered.")
-    rejected: int = Field(description="Layouts rejected before solving, each with its reason.")
-
-
-class TrainingOut(_Out):
-    """The chosen training layout and its expected speed."""
-
-    device_type: str = Field(description="The device class trained on.")
-    tensor_parallel_size: int = Field(description="Devices sharing every layer.")
-    pipeline_parallel_size: int = Field(description="Pipeline stages.")
-    data_parallel_size: int = Field(description="Data-parallel ranks.")
-    zero_stage: int = Field(description="ZeRO stage (0-3).")
-    offload: str = Field(description="none, optimizer, or optimizer+params (to CPU memory).")
-    recompute: str = Field(description="Activation recomputation: none, selective or full.")
-    micro_batch_size: int = Field(description="Sequences per device per micro-step.")
-    gradient_accumulation_steps: int = Field(description="Micro-batches per data-parallel rank per optimizer step.")
-    global_batch_size: int = Field(description="Sequences per optimizer step.")
-    sequence_length: int = Field(description="Tokens per sequence.")
-    step_time_s: float = Field(description="Seconds per optimizer step.")
-    tokens_per_s: float = Field(description="Training tokens per second.")
-    mfu: float = Field(description="Model FLOPs utilisation: useful FLOPs / (time x devices x peak).")
-    bottleneck: str = Field(description="The largest part of the step: compute, bubble, a link, or offload.")
-    cpu_offload_bytes_per_device: int = Field(description="Host memory each device's offloaded states take.")
-
-
-class PlanOut(_Out):
-    """A deployment plan."""
-
-    status: str = Field(description="optimal, feasible, infeasible or timed_out.")
-    model: str = Field(description="Model name.")
-    inventory: str = Field(description="Cluster name.")
-    request: dict = Field(description="Users, context, precision and engine settings used.")
-    replicas: list[ReplicaOut] = Field(description="Replicas, each a chain of stages.")
+    schema_version: Literal[1] = Field(SCHEMA_VERSION, description="Version of this document's schema.")
+    mode: Literal["serve"] = Field("serve", description="A serving plan.")
+    request: ServePlanRequest = Field(description="Every input that shaped the plan.")
+    inventory: InventoryRef = Field(description="The inventory planned on.")
+    replicas: list[ReplicaOut] = Field(description="Replicas, each a chain of stages (empty without a plan).")
     performance: PerformanceOut | None = Field(description="Expected speed (null without a plan).")
     capacity: CapacityOut | None = Field(description="KV capacity and maximum concurrency (null without a plan).")
     unused_devices: list[str] = Field(description="Devices the plan leaves idle.")
     verification: list[str] = Field(description="Violations the independent verifier found (empty when the plan is sound).")
-    solver: SolverOut = Field(description="Solver status, time, objective and bound.")
+    solver: SolverOut = Field(description="Solver status, objective and bound.")
     explanation: list[str] = Field(default_factory=list, description="Why there is no plan and the smallest changes that would fit.")
-    training: TrainingOut | None = Field(None, description="Training only: the layout and its speed (replicas are data-parallel ranks).")
+
+
+# ----------------------------------------------------------------------------- training
+
+
+class TrainDeviceMemoryOut(_Out):
+    """Bytes on one training device."""
+
+    weights_bytes: int = Field(ge=0, description="Parameters kept on the device (16-bit, or the frozen base for LoRA).")
+    gradients_bytes: int = Field(ge=0, description="Gradients kept on the device.")
+    optimizer_bytes: int = Field(ge=0, description="Optimizer states and fp32 master weights kept on the device.")
+    activations_bytes: int = Field(ge=0, description="Activations stored for the backward pass, micro-batches in flight included.")
+    overhead_bytes: int = Field(ge=0, description="O x weights plus the runtime's fixed reserve.")
+    total_bytes: int = Field(ge=0, description="Sum of the parts above.")
+    capacity_bytes: int = Field(description="What the device lends to training.")
+    cpu_offload_bytes: int = Field(ge=0, description="States this device keeps in host memory.")
+
+
+class TrainDeviceOut(_Out):
+    """One device of a training stage."""
+
+    id: str = Field(description="node/gpuN.")
+    node: str = Field(description="Machine.")
+    type: str = Field(description="Hardware catalog id.")
+    memory: TrainDeviceMemoryOut = Field(description="Memory on this device.")
+
+
+class TrainStageOut(_Out):
+    """One pipeline stage of a data-parallel rank."""
+
+    index: int = Field(ge=0, description="Position in the pipeline, from 0.")
+    layers: tuple[int, int] = Field(description="[first, last_exclusive].")
+    holds_embedding: bool = Field(description="First stage: the token embedding.")
+    holds_lm_head: bool = Field(description="Last stage: final norm and lm_head.")
+    devices: list[TrainDeviceOut] = Field(description="The tensor-parallel ranks.")
+
+
+class TrainRankOut(_Out):
+    """One data-parallel rank: a full pipeline."""
+
+    index: int = Field(ge=0, description="Data-parallel rank.")
+    stages: list[TrainStageOut] = Field(description="Pipeline stages in order.")
+
+
+class TrainLayoutOut(_Out):
+    """The chosen training layout."""
+
+    device_type: str = Field(description="The device model trained on.")
+    tensor_parallel_size: int = Field(ge=1, description="Devices sharing every layer.")
+    pipeline_parallel_size: int = Field(ge=1, description="Pipeline stages.")
+    data_parallel_size: int = Field(ge=1, description="Data-parallel ranks.")
+    zero_stage: int = Field(ge=0, le=3, description="ZeRO stage (0-3).")
+    offload: str = Field(description="none, optimizer, or optimizer+params (to CPU memory).")
+    recompute: str = Field(description="Activation recomputation: none, selective or full.")
+    sequence_parallel: bool = Field(description="Megatron sequence parallelism (on with tensor parallelism).")
+    micro_batch_size: int = Field(ge=1, description="Sequences per device per micro-step.")
+    gradient_accumulation_steps: int = Field(ge=1, description="Micro-batches per data-parallel rank per optimizer step.")
+    global_batch_size: int = Field(ge=1, description="Sequences per optimizer step.")
+    sequence_length: int = Field(ge=1, description="Tokens per sequence.")
+
+
+class TrainPerformanceOut(_Out):
+    """Expected training speed."""
+
+    step_time_s: float = Field(ge=0, description="Seconds per optimizer step.")
+    tokens_per_s: float = Field(ge=0, description="Training tokens per second.")
+    mfu: float = Field(ge=0, description="Model FLOPs utilisation: useful FLOPs / (time x devices x peak).")
+    bottleneck: str = Field(description="The largest part of the step: compute, bubble, a link, or offload.")
+
+
+class TrainPlan(_Out):
+    """A training plan."""
+
+    schema_version: Literal[1] = Field(SCHEMA_VERSION, description="Version of this document's schema.")
+    mode: Literal["train"] = Field("train", description="A training plan.")
+    request: TrainPlanRequest = Field(description="Every input that shaped the plan.")
+    inventory: InventoryRef = Field(description="The inventory planned on.")
+    layout: TrainLayoutOut | None = Field(description="The chosen layout (null without a plan).")
+    ranks: list[TrainRankOut] = Field(description="Data-parallel ranks, each a pipeline of stages (empty without a plan).")
+    performance: TrainPerformanceOut | None = Field(description="Expected speed (null without a plan).")
+    unused_devices: list[str] = Field(description="Devices the plan leaves idle.")
+    verification: list[str] = Field(description="Violations the independent verifier found (empty when the plan is sound).")
+    solver: SolverOut = Field(description="Solver status, objective and bound.")
+    explanation: list[str] = Field(default_factory=list, description="Why there is no plan and what to try.")
+
+
+Plan = Annotated[ServePlan | TrainPlan, Field(discriminator="mode")]
+PLAN_ADAPTER: TypeAdapter[ServePlan | TrainPlan] = TypeAdapter(Plan)
+
+
+def build_plan_schema() -> dict:
+    """The JSON Schema of plan files."""
+    schema = PLAN_ADAPTER.json_schema()
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    schema["title"] = "planner plan"
+    schema["description"] = f"A plan written by `plan deploy` (schema_version {SCHEMA_VERSION})."
+    return schema

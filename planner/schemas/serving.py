@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from pydantic import BaseModel, ConfigDict, Field
-
+from planner.limits import MAX_BATCH, MAX_CONTEXT_TOKENS, MAX_TIME_LIMIT_S, MAX_USERS
+from planner.schemas.objectives import Objective
 from planner.units import GiB
-
-Objective = Literal["throughput", "latency", "cost", "devices"]
 
 # vLLM's default (vllm/engine/arg_utils.py, gpu_memory_utilization = 0.9 through v0.11).
 DEFAULT_GPU_MEMORY_UTILIZATION = 0.9
@@ -17,22 +15,41 @@ DEFAULT_GPU_MEMORY_UTILIZATION = 0.9
 # vLLM issue #10517 (github.com/vllm-project/vllm/issues/10517), the start-up log.
 DEFAULT_RUNTIME_RESERVE_BYTES = int(0.35 * GiB)
 DRIVER_RESERVED_BYTES = int(0.42 * GiB)
+DEFAULT_TIME_LIMIT_S = 60.0
+DEFAULT_PREFILL_CHUNK = 2048  # vLLM's max_num_batched_tokens with chunked prefill (v0.6+)
+DEFAULT_BLOCK_SIZE = 16  # vLLM's block_size
 
 
 class ServeRequest(BaseModel):
-    """What `plan deploy --mode serve` is asked to do."""
+    """What `plan deploy --mode serve` is asked to do: every input that shapes the plan."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
-    users: int = Field(1, ge=1, description="Concurrent users (sequences) to serve.")
-    context: int = Field(4096, ge=1, description="Tokens per user held in the KV cache (prompt plus output).")
-    prompt_tokens: int | None = Field(None, ge=1, description="Prompt length for time to first token (default: half the context).")
-    prefill_chunk: int = Field(2048, ge=1, description="Tokens per forward pass (vLLM max_num_batched_tokens).")
-    min_tokens_per_s: float | None = Field(None, gt=0, description="Every user must decode at least this fast.")
-    objective: Objective = Field("throughput", description="What to optimise once everything fits.")
+    users: int = Field(1, ge=1, le=MAX_USERS, description="Concurrent users (sequences) to serve.")
+    context: int = Field(4096, ge=1, le=MAX_CONTEXT_TOKENS, description="Tokens per user held in the KV cache (prompt plus output).")
+    prompt_tokens: int | None = Field(None, ge=1, le=MAX_CONTEXT_TOKENS, description="Prompt length for time to first token (default: half the context).")
+    prefill_chunk: int = Field(DEFAULT_PREFILL_CHUNK, ge=1, le=MAX_BATCH, description="Tokens per forward pass (vLLM max_num_batched_tokens).")
+    min_tokens_per_s: float | None = Field(None, gt=0, le=1e9, description="Every user must decode at least this fast.")
+    objective: Objective = Field("throughput", description="What to optimise once everything fits (planner/schemas/objectives.py).")
     gpu_memory_utilization: float = Field(
         DEFAULT_GPU_MEMORY_UTILIZATION, gt=0, le=1, description="Share of a GPU's memory the engine may take (vLLM)."
     )
-    runtime_reserve_bytes: int = Field(DEFAULT_RUNTIME_RESERVE_BYTES, ge=0, description="Per-device memory outside the engine's allocator.")
+    runtime_reserve_bytes: int = Field(DEFAULT_RUNTIME_RESERVE_BYTES, ge=0, le=2**50, description="Per-device memory outside the engine's allocator.")
     overhead_factor: float = Field(0.0, ge=0, le=1, description="The seed's O on weights, on top of the engine accounting.")
-    block_size: int = Field(16, ge=1, description="KV-cache page size in tokens (vLLM block_size).")
+    block_size: int = Field(DEFAULT_BLOCK_SIZE, ge=1, le=2**16, description="KV-cache page size in tokens (vLLM block_size).")
+    time_limit_s: float = Field(DEFAULT_TIME_LIMIT_S, gt=0, le=MAX_TIME_LIMIT_S, description="Wall-clock limit for the whole run, seconds.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_prompt(cls, data: object) -> object:
+        if isinstance(data, dict) and data.get("prompt_tokens") is None:
+            context = data.get("context", 4096)
+            if isinstance(context, int) and not isinstance(context, bool):
+                data = {**data, "prompt_tokens": max(1, context // 2)}
+        return data
+
+    @model_validator(mode="after")
+    def _check_prompt(self) -> "ServeRequest":
+        if self.prompt_tokens is not None and self.prompt_tokens > self.context:
+            raise ValueError(f"a {self.prompt_tokens:,}-token prompt does not fit a {self.context:,}-token context")
+        return self

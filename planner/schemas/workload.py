@@ -4,75 +4,70 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
 
-from planner.units import GiB
+from planner.limits import MAX_BATCH, MAX_CONTEXT_TOKENS, MAX_USERS
+from planner.schemas.serving import DEFAULT_PREFILL_CHUNK, DEFAULT_RUNTIME_RESERVE_BYTES
 
 Optimizer = Literal["adamw", "adam", "adamw_8bit", "adafactor", "lion", "sgd_momentum", "sgd"]
+OPTIMIZERS: tuple[str, ...] = ("adamw", "adam", "adamw_8bit", "adafactor", "lion", "sgd_momentum", "sgd")
 Recompute = Literal["none", "selective", "full"]
+Offload = Literal["none", "optimizer", "optimizer+params"]
 
-# Seed guide: O "commonly 0.1-0.3, covering alignment/padding/framework overhead".
-DEFAULT_OVERHEAD_FACTOR = 0.10
-# Non-torch memory (CUDA context, NCCL/cuBLAS workspaces) measured by vLLM on an RTX 3090:
-# 0.35 GiB (vLLM issue #10517, the start-up log).
-DEFAULT_RUNTIME_RESERVE_BYTES = int(0.35 * GiB)
+# Seed guide: O "commonly 0.1-0.3, covering alignment/padding/framework overhead". Used for the
+# seed's quick estimate (--params); exact accounting counts those parts itself and uses 0.
+SEED_OVERHEAD_FACTOR = 0.10
+
+__all__ = ["DEFAULT_RUNTIME_RESERVE_BYTES", "SEED_OVERHEAD_FACTOR", "Parallelism", "ServeWorkload", "LoRASpec",
+           "TrainWorkload", "Optimizer", "OPTIMIZERS", "Recompute", "Offload"]
 
 
 class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
 class Parallelism(_Frozen):
     """How one copy of the model is split, and how many copies run side by side."""
 
-    tensor_parallel_size: int = Field(1, ge=1, description="Devices sharing every layer (Megatron tensor parallel).")
-    pipeline_parallel_size: int = Field(1, ge=1, description="Consecutive groups of layers on different devices.")
-    data_parallel_size: int = Field(1, ge=1, description="Model copies (serving replicas or training data-parallel ranks).")
+    tensor_parallel_size: int = Field(1, ge=1, le=4096, description="Devices sharing every layer (Megatron tensor parallel).")
+    pipeline_parallel_size: int = Field(1, ge=1, le=4096, description="Consecutive groups of layers on different devices.")
+    data_parallel_size: int = Field(1, ge=1, le=65536, description="Model copies (serving replicas or training data-parallel ranks).")
 
 
 class ServeWorkload(_Frozen):
     """Inference: concurrent users, each with a context of tokens."""
 
-    users: int = Field(1, ge=1, description="Concurrent sequences (requests) held in the KV cache.")
-    context: int = Field(4096, ge=1, description="Tokens per sequence (prompt plus output).")
+    users: int = Field(1, ge=1, le=MAX_USERS, description="Concurrent sequences (requests) held in the KV cache.")
+    context: int = Field(4096, ge=1, le=MAX_CONTEXT_TOKENS, description="Tokens per sequence (prompt plus output).")
     prefill_chunk: int = Field(
-        2048, ge=1, description="Tokens processed in one forward pass (vLLM max_num_batched_tokens)."
+        DEFAULT_PREFILL_CHUNK, ge=1, le=MAX_BATCH, description="Tokens processed in one forward pass (vLLM max_num_batched_tokens)."
     )
-    overhead_factor: float = Field(
-        DEFAULT_OVERHEAD_FACTOR, ge=0, le=1, description="The seed's O: extra fraction of weight memory."
-    )
+    overhead_factor: float = Field(0.0, ge=0, le=1, description="The seed's O: extra fraction of weight memory.")
     runtime_reserve_bytes: int = Field(
-        DEFAULT_RUNTIME_RESERVE_BYTES, ge=0, description="Fixed per-device memory the runtime keeps."
+        DEFAULT_RUNTIME_RESERVE_BYTES, ge=0, le=2**50, description="Fixed per-device memory the runtime keeps."
     )
 
 
 class LoRASpec(_Frozen):
     """Low-rank adapters on the attention and MLP projections; the base is frozen."""
 
-    rank: int = Field(16, ge=1, description="Adapter rank r.")
+    rank: int = Field(16, ge=1, le=65536, description="Adapter rank r.")
     targets: tuple[Literal["attention", "dense_mlp", "experts", "shared_experts"], ...] = Field(
         ("attention", "dense_mlp", "shared_experts"), description="Components that get adapters."
     )
 
 
 class TrainWorkload(_Frozen):
-    """Training or fine-tuning with mixed precision."""
+    """Training or fine-tuning, one layout: what the memory and speed estimates take."""
 
-    micro_batch_size: int = Field(1, ge=1, description="Sequences per device per step (b).")
-    sequence_length: int = Field(4096, ge=1, description="Tokens per sequence (s).")
+    micro_batch_size: int = Field(1, ge=1, le=MAX_BATCH, description="Sequences per device per step (b).")
+    sequence_length: int = Field(4096, ge=1, le=MAX_CONTEXT_TOKENS, description="Tokens per sequence (s).")
     optimizer: Optimizer = Field("adamw", description="Optimizer whose states are kept.")
     mixed_precision: bool = Field(True, description="16-bit weights and gradients with fp32 master weights.")
     recompute: Recompute = Field("none", description="Activation recomputation (Korthikanti et al. 2022).")
     sequence_parallel: bool = Field(False, description="Shard the non-tensor-parallel activations too.")
     zero_stage: int = Field(0, ge=0, le=3, description="ZeRO stage: 1 optimizer, 2 +gradients, 3 +parameters.")
-    offload_optimizer: bool = Field(False, description="Keep optimizer states (and master weights) in CPU memory.")
-    offload_params: bool = Field(False, description="Keep parameters in CPU memory (ZeRO-3 only).")
+    offload: Offload = Field("none", description="Model states kept in CPU memory (ZeRO-Offload; params need stage 3).")
     lora: LoRASpec | None = Field(None, description="Train adapters only (LoRA; QLoRA when weights are 4-bit).")
-    overhead_factor: float = Field(DEFAULT_OVERHEAD_FACTOR, ge=0, le=1, description="The seed's O on weights.")
-    runtime_reserve_bytes: int = Field(DEFAULT_RUNTIME_RESERVE_BYTES, ge=0, description="Fixed per-device reserve.")
-
-    @model_validator(mode="after")
-    def _check_offload(self) -> "TrainWorkload":
-        if self.offload_params and self.zero_stage != 3:
-            raise ValueError("parameter offload needs ZeRO stage 3")
-        return self
+    overhead_factor: float = Field(0.0, ge=0, le=1, description="The seed's O on weights.")
+    runtime_reserve_bytes: int = Field(DEFAULT_RUNTIME_RESERVE_BYTES, ge=0, le=2**50, description="Fixed per-device reserve.")

@@ -3,8 +3,8 @@
 Variables: copies[recipe=i] - how many replicas follow recipe i. Rules, in order:
   add_device_limits   every device class lends at most the devices it has;
   add_user_coverage   the replicas' users add up to exactly the users asked for;
-  objective_terms     the named objective terms, optimised one after another (docs/solver.md),
-                      then a deterministic tie-breaker.
+  build_objective     the request's objective terms (planner/schemas/objectives.py), optimised
+                      one after another, then a deterministic tie-breaker.
 All non-linear numbers (memory fit, speed, prices) were computed by the candidates step.
 """
 
@@ -15,9 +15,7 @@ from dataclasses import dataclass, field
 from ortools.sat.python import cp_model
 
 from planner.candidates.recipes import CandidateSet, Recipe
-
-SPEED_SCALE = 1000  # tokens/s to integer milli-tokens/s
-PRICE_SCALE = 1  # whole dollars
+from planner.schemas.objectives import ObjectiveTerm, objective_terms
 
 
 @dataclass
@@ -26,19 +24,19 @@ class Variables:
 
     copies: dict[int, cp_model.IntVar] = field(default_factory=dict)  # copies[recipe=i]: replicas built from recipe i
     used: dict[int, cp_model.IntVar] = field(default_factory=dict)  # used[recipe=i]: 1 when at least one copy runs
-    slowest: cp_model.IntVar | None = None  # slowest_user_speed: the lowest per-user speed of any used recipe
+    worst: dict[str, cp_model.IntVar] = field(default_factory=dict)  # worst[term=t]: a min-aggregated term's value
 
 
 @dataclass
-class ObjectiveTerm:
-    """One named term of the objective (maximised)."""
+class Term:
+    """One objective term as a CP-SAT expression to maximise (minimised terms are negated)."""
 
-    name: str
-    weight: int
+    spec: ObjectiveTerm
     expression: cp_model.LinearExpr
 
 
 def max_copies(recipe: Recipe, candidates: CandidateSet) -> int:
+    """The most copies of a recipe the users and devices allow."""
     limit = candidates.request.users // recipe.users
     for cls, devices in recipe.devices_by_class:
         limit = min(limit, candidates.classes[cls].devices // devices)
@@ -70,32 +68,32 @@ def add_user_coverage(model: cp_model.CpModel, v: Variables, candidates: Candida
     model.Add(sum(r.users * v.copies[r.index] for r in candidates.recipes) == candidates.request.users)
 
 
-def _speed(recipe: Recipe) -> int:
-    return int(round(recipe.speed.decode_tokens_per_s_per_user * SPEED_SCALE))
+def scaled_value(recipe: Recipe, term: ObjectiveTerm) -> int:
+    """A recipe's value of `term` in the solver's integer units (an unknown value counts 0)."""
+    value = recipe.term_value(term.name)
+    return int(round((value or 0.0) * term.scale))
 
 
-def objective_terms(model: cp_model.CpModel, v: Variables, candidates: CandidateSet) -> list[ObjectiveTerm]:
-    """The named objective terms for the requested objective, most important first."""
+def _term_expression(model: cp_model.CpModel, v: Variables, candidates: CandidateSet, term: ObjectiveTerm) -> cp_model.LinearExpr:
     recipes = candidates.recipes
-    throughput = sum(int(round(r.tokens_per_s * SPEED_SCALE)) * v.copies[r.index] for r in recipes)
-    devices = sum(r.devices * v.copies[r.index] for r in recipes)
-    top_speed = max((_speed(r) for r in recipes), default=0)
-    v.slowest = model.NewIntVar(0, top_speed, "slowest_user_speed")
-    for r in recipes:
-        model.Add(v.slowest <= _speed(r)).OnlyEnforceIf(v.used[r.index])
-    objective = candidates.request.objective
-    terms: list[ObjectiveTerm] = []
-    if objective == "cost":
-        price = sum(int(round((r.price_usd or 0) * PRICE_SCALE)) * v.copies[r.index] for r in recipes)
-        terms.append(ObjectiveTerm("cost_usd", -1, price))
-    if objective == "devices":
-        terms.append(ObjectiveTerm("devices_used", -1, devices))
-    if objective == "latency":
-        terms.append(ObjectiveTerm("slowest_user_speed", 1, v.slowest))
-    terms.append(ObjectiveTerm("total_tokens_per_s", 1, throughput))
-    if objective != "devices":
-        terms.append(ObjectiveTerm("devices_used", -1, devices))
-    return terms
+    sign = 1 if term.direction == "max" else -1
+    if term.aggregate == "sum":
+        return sign * sum(scaled_value(r, term) * v.copies[r.index] for r in recipes)
+    values = [scaled_value(r, term) for r in recipes]
+    low, high = min(values, default=0), max(values, default=0)
+    worst = model.NewIntVar(low, high, f"worst[term={term.name}]")
+    for r, value in zip(recipes, values):
+        if term.direction == "max":
+            model.Add(worst <= value).OnlyEnforceIf(v.used[r.index])
+        else:
+            model.Add(worst >= value).OnlyEnforceIf(v.used[r.index])
+    v.worst[term.name] = worst
+    return sign * worst
+
+
+def build_objective(model: cp_model.CpModel, v: Variables, candidates: CandidateSet) -> list[Term]:
+    """The request's objective terms as expressions to maximise, most important first."""
+    return [Term(spec, _term_expression(model, v, candidates, spec)) for spec in objective_terms(candidates.request.objective)]
 
 
 def tie_breaker(v: Variables, candidates: CandidateSet) -> cp_model.LinearExpr:
@@ -107,10 +105,10 @@ def tie_breaker(v: Variables, candidates: CandidateSet) -> cp_model.LinearExpr:
 RULES = (add_device_limits, add_user_coverage)
 
 
-def build_model(candidates: CandidateSet) -> tuple[cp_model.CpModel, Variables, list[ObjectiveTerm]]:
+def build_model(candidates: CandidateSet) -> tuple[cp_model.CpModel, Variables, list[Term]]:
     """The CP-SAT model: variables, then each rule in RULES, then the objective terms."""
     model = cp_model.CpModel()
     v = add_copy_variables(model, candidates)
     for rule in RULES:
         rule(model, v, candidates)
-    return model, v, objective_terms(model, v, candidates)
+    return model, v, build_objective(model, v, candidates)

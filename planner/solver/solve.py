@@ -1,28 +1,26 @@
-"""Run the CP-SAT model: hint, parameters, objectives in order, honest status."""
+"""Run the CP-SAT model: hint, parameters, objectives in order, honest status.
+
+CP-SAT runs in a worker thread so that Ctrl-C stops it at once and reaches the caller as
+KeyboardInterrupt, rather than being taken by the solver as "stop and report the best so far"
+(which would make an interrupted run look like a timed-out plan).
+"""
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
-from enum import Enum
 
 from ortools.sat.python import cp_model
 
 from planner.candidates.recipes import CandidateSet
-from planner.solver.model import SPEED_SCALE, add_copy_variables, add_device_limits, build_model, max_copies, tie_breaker
-
-SPEED_TERMS = ("total_tokens_per_s", "slowest_user_speed")
+from planner.schemas.objectives import objective_terms
+from planner.schemas.plan import SolveStatus
+from planner.solver.model import add_copy_variables, add_device_limits, build_model, max_copies, tie_breaker
 
 SEED = 20261128
 
-
-class SolveStatus(str, Enum):
-    """The planner's own solver status."""
-
-    OPTIMAL = "optimal"  # proven best for the candidate layouts
-    FEASIBLE = "feasible"  # a plan, with the proven bound and gap
-    INFEASIBLE = "infeasible"  # proven: no combination of layouts serves every user
-    TIMED_OUT = "timed_out"  # the time limit came before any plan; not a proof of infeasibility
+__all__ = ["SolveStatus", "SolveResult", "solve_candidates", "heuristic_copies", "users_upper_bound", "run_solver", "SEED"]
 
 
 @dataclass(frozen=True)
@@ -31,9 +29,10 @@ class SolveResult:
 
     status: SolveStatus
     copies: dict[int, int]  # recipe index -> replicas
-    objective: float | None  # value of the primary objective term
+    objective: float | None  # value of the primary objective term, natural units
     bound: float | None  # best proven bound on it
     objective_name: str
+    objective_unit: str
     wall_s: float
 
 
@@ -58,67 +57,110 @@ def heuristic_copies(candidates: CandidateSet) -> dict[int, int]:
     return copies if not remaining_users else {}
 
 
-def _parameters(time_limit_s: float) -> cp_model.CpSolver:
+def build_solver(time_limit_s: float) -> cp_model.CpSolver:
     solver = cp_model.CpSolver()
-    solver.parameters.max_time_in_seconds = time_limit_s
+    solver.parameters.max_time_in_seconds = max(time_limit_s, 0.001)
     solver.parameters.random_seed = SEED
     # One worker: CP-SAT's single-threaded search is fully deterministic for a fixed seed, so the
     # same input gives the same plan. (Its deterministic multi-worker mode, interleave_search,
     # aborts the process on some infeasible models with a solution hint in OR-Tools 9.15.)
     solver.parameters.num_workers = 1
+    solver.parameters.catch_sigint_signal = False  # Ctrl-C is the caller's (see run_solver)
     return solver
+
+
+def run_solver(solver: cp_model.CpSolver, model: cp_model.CpModel) -> int:
+    """solver.Solve(model) in a worker thread; on KeyboardInterrupt stop the search, wait for it
+    and re-raise, so an interrupted solve never passes for a finished one."""
+    done = threading.Event()
+    result: dict[str, int] = {}
+
+    def work() -> None:
+        try:
+            result["status"] = solver.Solve(model)
+        finally:
+            done.set()
+
+    worker = threading.Thread(target=work, name="cp-sat", daemon=True)
+    worker.start()
+    try:
+        while not done.wait(0.05):
+            pass
+    except KeyboardInterrupt:
+        solver.StopSearch()
+        while not done.wait(0.05):
+            pass
+        raise
+    worker.join()
+    return result["status"]
 
 
 def solve_candidates(candidates: CandidateSet, *, time_limit_s: float = 30.0) -> SolveResult:
     """Choose replica copies: each objective term in turn, then the tie-breaker."""
     start = time.perf_counter()
+    terms_spec = objective_terms(candidates.request.objective)
+    primary = terms_spec[0]
+
+    def result(status: SolveStatus, copies: dict[int, int], value: float | None = None, bound: float | None = None) -> SolveResult:
+        return SolveResult(status, copies, value, bound, primary.name, primary.unit, time.perf_counter() - start)
+
     if not candidates.recipes:
-        return SolveResult(SolveStatus.INFEASIBLE, {}, None, None, "none", time.perf_counter() - start)
+        return result(SolveStatus.INFEASIBLE, {})
     model, v, terms = build_model(candidates)
     hint = heuristic_copies(candidates)
     for index, var in v.copies.items():
         model.AddHint(var, hint.get(index, 0))
     status = SolveStatus.OPTIMAL
-    primary = None
     bound = None
     # The last term and the tie-breaker share one solve: the tie-breaker's span (copies x recipes)
     # is below the weight given to the last term, so it only decides between equal values.
     tie = tie_breaker(v, candidates)
     tie_span = sum((len(candidates.recipes) - r.index) * max_copies(r, candidates) for r in candidates.recipes) + 1
-    stages = [(t.name, t.weight * t.expression) for t in terms[:-1]]
-    stages.append((terms[-1].name, tie_span * terms[-1].weight * terms[-1].expression + tie))
+    stages = [t.expression for t in terms[:-1]] + [tie_span * terms[-1].expression + tie]
     values: dict[int, int] = {}
-    for number, (name, expression) in enumerate(stages):
+    for number, expression in enumerate(stages):
         remaining = time_limit_s - (time.perf_counter() - start)
         if remaining <= 0:
+            if number == 0:
+                return result(SolveStatus.TIMED_OUT, {})
+            status = SolveStatus.FEASIBLE if status == SolveStatus.OPTIMAL else status
             break
         model.Maximize(expression)
-        solver = _parameters(remaining)
-        result = solver.Solve(model)
-        if result == cp_model.INFEASIBLE:
-            return SolveResult(SolveStatus.INFEASIBLE, {}, None, None, terms[0].name, time.perf_counter() - start)
-        if result not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
+        solver = build_solver(remaining)
+        code = run_solver(solver, model)
+        if code == cp_model.INFEASIBLE:
+            return result(SolveStatus.INFEASIBLE, {})
+        if code not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
             if number == 0:
-                kind = SolveStatus.TIMED_OUT if result == cp_model.UNKNOWN else SolveStatus.INFEASIBLE
-                return SolveResult(kind, {}, None, None, terms[0].name, time.perf_counter() - start)
+                return result(SolveStatus.TIMED_OUT if code == cp_model.UNKNOWN else SolveStatus.INFEASIBLE, {})
             break
         values = {i: int(solver.Value(var)) for i, var in v.copies.items()}
         if number == 0:
-            # Report in natural units: tokens/s (the model counts milli-tokens/s), dollars, devices.
-            scale = terms[0].weight / (SPEED_SCALE if terms[0].name in SPEED_TERMS else 1)
-            if len(stages) == 1:
-                scale /= tie_span
-            primary = solver.ObjectiveValue() * scale
+            # Natural units: the model maximises scale x value (negated for minimised terms).
+            scale = (1 if primary.direction == "max" else -1) / primary.scale / (tie_span if len(stages) == 1 else 1)
             bound = solver.BestObjectiveBound() * scale
-            if result != cp_model.OPTIMAL:
+            if code != cp_model.OPTIMAL:
                 status = SolveStatus.FEASIBLE
-        if result != cp_model.OPTIMAL:
+        if code != cp_model.OPTIMAL:
             break
         model.Add(expression == int(round(solver.ObjectiveValue())))
         model.ClearHints()
         for index, var in v.copies.items():
             model.AddHint(var, values[index])
-    return SolveResult(status, {i: n for i, n in values.items() if n}, primary, bound, terms[0].name, time.perf_counter() - start)
+    copies = {i: n for i, n in values.items() if n}
+    value = estimate_term_value(candidates, copies, primary.name)
+    return result(status, copies, value, value if status == SolveStatus.OPTIMAL else bound)
+
+
+def estimate_term_value(candidates: CandidateSet, copies: dict[int, int], name: str) -> float | None:
+    """An objective term's value for a choice of copies, in natural units."""
+    spec = next(t for t in objective_terms(candidates.request.objective) if t.name == name)
+    values = [(candidates.recipes[i].term_value(name), n) for i, n in copies.items() if n]
+    if not values or any(v is None for v, _ in values):
+        return None
+    if spec.aggregate == "sum":
+        return sum(v * n for v, n in values)
+    return min(v for v, _ in values)
 
 
 def users_upper_bound(candidates: CandidateSet, *, time_limit_s: float = 1.0) -> int:
@@ -132,6 +174,6 @@ def users_upper_bound(candidates: CandidateSet, *, time_limit_s: float = 1.0) ->
     users = sum(r.users * v.copies[r.index] for r in candidates.recipes)
     model.Add(users <= candidates.request.users)
     model.Maximize(users)
-    solver = _parameters(time_limit_s)
-    solver.Solve(model)
+    solver = build_solver(time_limit_s)
+    run_solver(solver, model)
     return int(solver.BestObjectiveBound())

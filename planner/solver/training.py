@@ -8,8 +8,11 @@ from dataclasses import dataclass
 from ortools.sat.python import cp_model
 
 from planner.candidates.training import TrainingCandidates
-from planner.solver.model import SPEED_SCALE
-from planner.solver.solve import SEED, SolveStatus
+from planner.schemas.objectives import TERMS
+from planner.schemas.plan import SolveStatus
+from planner.solver.solve import build_solver, run_solver
+
+SPEED_SCALE = TERMS["total_tokens_per_s"].scale
 
 
 @dataclass(frozen=True)
@@ -41,11 +44,8 @@ def solve_training(candidates: TrainingCandidates, *, time_limit_s: float = 30.0
     speed = sum(int(round(layout.tokens_per_s * SPEED_SCALE)) * choose[layout.index] for layout in candidates.layouts)
     tie = sum(((devices_span - layout.devices) * (n + 1) + (n - layout.index)) * choose[layout.index] for layout in candidates.layouts)
     model.Maximize(speed * devices_span * (n + 1) + tie)
-    solver = cp_model.CpSolver()
-    solver.parameters.max_time_in_seconds = time_limit_s
-    solver.parameters.random_seed = SEED
-    solver.parameters.num_workers = 1  # deterministic (see planner/solver/solve.py)
-    result = solver.Solve(model)
+    solver = build_solver(time_limit_s)  # deterministic, Ctrl-C safe (planner/solver/solve.py)
+    result = run_solver(solver, model)
     if result not in (cp_model.OPTIMAL, cp_model.FEASIBLE):
         status = SolveStatus.TIMED_OUT if result == cp_model.UNKNOWN else SolveStatus.INFEASIBLE
         return TrainingChoice(status, None, None, None, time.perf_counter() - start)

@@ -1,0 +1,121 @@
+"""Turn the chosen recipe copies into concrete devices and a ServePlan (no solver calls here).
+
+Every number in the plan was computed by the candidates step and is copied, not recomputed: each
+stage's memory and KV capacity, each replica's speed.
+"""
+
+from __future__ import annotations
+
+from planner.candidates.recipes import CandidateSet, Recipe
+from planner.schemas.plan import (
+    CapacityOut,
+    DeviceMemoryOut,
+    DeviceOut,
+    InventoryRef,
+    PerformanceOut,
+    ReplicaOut,
+    ServePlan,
+    ServePlanRequest,
+    SolverOut,
+    SolveStatus,
+    StageOut,
+)
+from planner.solver.solve import SolveResult
+
+
+class AssignmentError(Exception):
+    """The chosen copies do not fit the devices (a solver or candidate bug, never user input)."""
+
+
+def assign_devices(candidates: CandidateSet, copies: dict[int, int]) -> list[tuple[int, list[list[str]]]]:
+    """For each replica (recipe index, device ids per stage). Larger tensor-parallel groups are
+    placed first (so identical machines pack exactly), each in the machine with the fewest free
+    devices that still fits it, preferring the machine the replica already uses."""
+    free: dict[int, list[list[str]]] = {c.index: [list(ids) for ids in c.device_ids] for c in candidates.classes}
+    replicas: list[tuple[int, list[list[str] | None]]] = []
+    requests = []
+    for index in sorted(copies):
+        recipe = candidates.recipes[index]
+        for _ in range(copies[index]):
+            r = len(replicas)
+            replicas.append((index, [None] * len(recipe.stages)))
+            for k, stage in enumerate(recipe.stages):
+                requests.append((-stage.unit.tp, r, k, stage.unit.device_class.index, stage.unit.tp))
+    used_nodes: dict[int, set[int]] = {}
+    for _, r, k, cls, tp in sorted(requests):
+        nodes = free[cls]
+        fits = [n for n, ids in enumerate(nodes) if len(ids) >= tp]
+        if not fits:
+            raise AssignmentError(f"device class {cls} ran out of devices while assigning replica {r}")
+        preferred = [n for n in fits if n in used_nodes.get(r, set())]
+        choice = min(preferred or fits, key=lambda n: (len(nodes[n]), n))
+        replicas[r][1][k] = nodes[choice][:tp]
+        del nodes[choice][:tp]
+        used_nodes.setdefault(r, set()).add(choice)
+    return [(index, [ids for ids in stages if ids is not None]) for index, stages in replicas]
+
+
+def _round(value: float | None, digits: int = 3) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _solver_out(candidates: CandidateSet, result: SolveResult) -> SolverOut:
+    gap = None
+    if result.objective is not None and result.bound is not None:
+        gap = 0.0 if result.status == SolveStatus.OPTIMAL else round(
+            abs(result.bound - result.objective) / max(abs(result.bound), 1e-9), 6)
+    return SolverOut(
+        status=result.status, objective_name=result.objective_name, objective_unit=result.objective_unit,
+        objective=_round(result.objective), bound=_round(result.bound), gap=gap, candidates=len(candidates.recipes),
+        rejected=len(candidates.rejections), stopped_early=candidates.stopped_early,
+    )
+
+
+def _replica(candidates: CandidateSet, r: int, recipe: Recipe, stage_ids: list[list[str]]) -> ReplicaOut:
+    devices = {d.id: d for d in candidates.cluster.devices}
+    stages = []
+    last = len(recipe.stages) - 1
+    for k, (stage, ids) in enumerate(zip(recipe.stages, stage_ids)):
+        m = stage.memory
+        parts = [round(m.weights_bytes), round(m.kv_cache_bytes), round(m.activations_bytes), round(m.overhead_bytes)]
+        memory = DeviceMemoryOut(weights_bytes=parts[0], kv_cache_bytes=parts[1], activations_bytes=parts[2],
+                                 overhead_bytes=parts[3], total_bytes=sum(parts),
+                                 capacity_bytes=round(stage.unit.device_class.capacity_bytes))
+        outs = [DeviceOut(id=i, node=devices[i].node, type=devices[i].spec.id, memory=memory) for i in ids]
+        stages.append(StageOut(
+            index=k, layers=(stage.first_layer, stage.last_layer_exclusive), tensor_parallel_size=stage.unit.tp,
+            holds_embedding=k == 0, holds_lm_head=k == last, decode_step_s=round(recipe.speed.stage_seconds[k], 6),
+            kv_cache_tokens=stage.kv_cache_tokens, devices=outs,
+        ))
+    return ReplicaOut(
+        index=r, users=recipe.users, decode_tokens_per_s_per_user=round(recipe.speed.decode_tokens_per_s_per_user, 3),
+        time_to_first_token_s=round(recipe.speed.time_to_first_token_s, 4), kv_cache_tokens=recipe.kv_capacity_tokens,
+        max_users=recipe.max_users, stages=stages,
+    )
+
+
+def build_serve_plan(candidates: CandidateSet, result: SolveResult, *, request: ServePlanRequest,
+                     inventory: InventoryRef) -> ServePlan:
+    """The plan document for a solve result (no replicas when there is no plan)."""
+    solver = _solver_out(candidates, result)
+    all_ids = [d.id for d in candidates.cluster.devices]
+    if result.status not in (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE):
+        return ServePlan(request=request, inventory=inventory, replicas=[], performance=None, capacity=None,
+                         unused_devices=all_ids, verification=[], solver=solver)
+    assigned = assign_devices(candidates, result.copies)
+    replicas = [_replica(candidates, r, candidates.recipes[index], ids) for r, (index, ids) in enumerate(assigned)]
+    used = {d.id for replica in replicas for stage in replica.stages for d in stage.devices}
+    chosen = [candidates.recipes[index] for index, _ in assigned]
+    slowest = min(range(len(chosen)), key=lambda i: (chosen[i].speed.decode_tokens_per_s_per_user, i))
+    worst = chosen[slowest]
+    performance = PerformanceOut(
+        decode_tokens_per_s_per_user=round(worst.speed.decode_tokens_per_s_per_user, 3),
+        decode_tokens_per_s_total=round(sum(r.tokens_per_s for r in chosen), 3),
+        time_to_first_token_s=round(max(r.speed.time_to_first_token_s for r in chosen), 4),
+        bottleneck=(f"replica {slowest} stage {worst.speed.bottleneck_stage} "
+                    f"({worst.stages[worst.speed.bottleneck_stage].unit.device_class.spec.id}): {worst.speed.bottleneck}"),
+        tier=worst.speed.tier,
+    )
+    capacity = CapacityOut(kv_cache_tokens=min(r.kv_capacity_tokens for r in chosen), max_users=sum(r.max_users for r in chosen))
+    return ServePlan(request=request, inventory=inventory, replicas=replicas, performance=performance, capacity=capacity,
+                     unused_devices=[i for i in all_ids if i not in used], verification=[], solver=solver)

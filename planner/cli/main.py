@@ -1,0 +1,321 @@
+"""The `plan` command line. The only module that prints, writes files and chooses exit codes:
+0 a plan (or a report), 1 no feasible plan, 2 bad input (one line naming the file, line and
+field), 130 interrupted. Nothing is written by an interrupted or failed run."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import click
+from pydantic import BaseModel, ValidationError
+
+from planner.cli.options import option_names, given, use
+from planner.errors import PlannerError
+
+EXIT_OK, EXIT_INFEASIBLE, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+class _OutputError(Exception):
+    """Standard output could not be written."""
+
+
+def _render(data: Any, fmt: str, text: Callable[[Any], str]) -> str:
+    if fmt == "table":
+        return text(data)
+    try:
+        body = json.dumps(data, indent=2, allow_nan=False)
+    except ValueError as exc:  # a non-finite number would be a bug, never valid JSON
+        raise PlannerError(f"internal error: the output holds a number that is not finite ({exc})") from None
+    if fmt == "json":
+        return body
+    import yaml
+
+    return yaml.safe_dump(data, sort_keys=False, width=120).rstrip()
+
+
+def _echo(text: str, *, err: bool = False) -> None:
+    try:
+        click.echo(text, err=err)
+    except OSError as exc:
+        raise _OutputError(exc) from None
+
+
+def _emit(data: Any, fmt: str, text: Callable[[Any], str]) -> None:
+    _echo(_render(data, fmt, text))
+
+
+def _build_args(schema: type[BaseModel], ctx: click.Context, **params: Any) -> Any:
+    """The command's typed arguments from its options; a rule broken names the option."""
+    values = dict(params)
+    if values.get("zero_stage") not in (None, "auto"):
+        values["zero_stage"] = int(values["zero_stage"])
+    try:
+        return schema(**values, explicit=given(ctx))
+    except ValidationError as exc:
+        from planner.loaders.validation import to_input_error
+
+        raise to_input_error(exc, options=option_names(ctx.command)) from None
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt
+
+
+@contextlib.contextmanager
+def _terminate_as_exit() -> Iterator[None]:
+    """SIGTERM and SIGHUP unwind like Ctrl-C, so temporary files are removed on the way out."""
+    previous = {}
+    try:
+        for sig in (signal.SIGTERM, signal.SIGHUP):
+            previous[sig] = signal.signal(sig, _interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        previous = {}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+class PlannerGroup(click.Group):
+    """Maps every failure to a one-line message and an exit code; never a traceback."""
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        code = EXIT_OK
+        try:
+            with _terminate_as_exit():
+                result = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            code = result if isinstance(result, int) else EXIT_OK
+            sys.stdout.flush()
+        except click.exceptions.Exit as exc:
+            code = exc.exit_code
+        except click.ClickException as exc:
+            click.echo(f"error: {exc.format_message()}", err=True)
+            code = exc.exit_code if exc.exit_code != 1 else EXIT_BAD_INPUT
+        except PlannerError as exc:
+            click.echo(f"error: {exc}", err=True)
+            code = exc.exit_code
+        except (KeyboardInterrupt, click.exceptions.Abort):
+            click.echo("error: interrupted; nothing was written", err=True)
+            code = EXIT_INTERRUPTED
+        except (_OutputError, OSError) as exc:
+            reason = exc.args[0] if isinstance(exc, _OutputError) else exc
+            if getattr(reason, "errno", None) == errno.EPIPE:
+                code = EXIT_INFEASIBLE  # the reader went away (`| head`); Python's convention is 1
+            else:
+                click.echo(f"error: cannot write the output: {getattr(reason, 'strerror', None) or reason}", err=True)
+                code = EXIT_BAD_INPUT
+            with contextlib.suppress(OSError, ValueError):
+                os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        if standalone_mode:
+            sys.exit(code)
+        return code
+
+
+@click.group(cls=PlannerGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="planner")
+def main() -> None:
+    """Will this LLM fit on these machines, how should it be split, and how fast will it run?"""
+
+
+# ----------------------------------------------------------------------------- plan memory
+@main.command()
+@use("model", "params", "weights", "kv_cache", "embedding", "lm_head", "attention", "dense_mlp", "experts", "shared_experts",
+     "users", "context", "prefill_chunk", "overhead", "runtime_reserve_gib", "mode", "optimizer", "zero_stage", "offload",
+     "recompute", "micro_batch_size", "sequence_length", "sequence_parallel", "lora_rank", "qlora", "fp32_training",
+     "estimator", "largest_layer_params", "tensor_parallel_size", "pipeline_parallel_size", "data_parallel_size", "fmt")
+@click.pass_context
+def memory(ctx: click.Context, **params: Any) -> None:
+    """Memory per device to serve or train a model."""
+    from planner.commands.args import MemoryArgs
+    from planner.commands.memory import run_memory
+
+    args = _build_args(MemoryArgs, ctx, **params)
+    report, text = run_memory(args)
+    _emit(report, args.fmt, text)
+
+
+# ----------------------------------------------------------------------------- plan deploy
+@main.command()
+@use("inventory", "model", "weights", "kv_cache", "embedding", "lm_head", "attention", "dense_mlp", "experts", "shared_experts",
+     "users", "context", "prompt_tokens", "prefill_chunk", "min_tokens_per_s", "objective", "gpu_memory_utilization",
+     "overhead", "runtime_reserve_gib", "time_limit", "mode", "global_batch_size", "micro_batch_size", "sequence_length",
+     "optimizer", "recompute", "zero_stage", "offload", "lora_rank", "qlora", "fp32_training", "output", "fmt")
+@click.pass_context
+def deploy(ctx: click.Context, **params: Any) -> int:
+    """Choose devices and a split (replicas, pipeline stages, tensor parallelism) and predict speed."""
+    from planner.commands.args import DeployArgs
+    from planner.commands.deploy import run_deploy
+
+    args = _build_args(DeployArgs, ctx, **params)
+    result = run_deploy(args)
+    data = result.data
+    _emit(data, args.fmt, result.text)
+    if args.fmt == "table":
+        t = result.timings
+        _echo(f"planned in {t['total_s']:.2f} s (candidates {t['candidates_s']:.2f} s, solver {t['solver_s']:.2f} s, "
+              f"checks {t['verify_and_explain_s']:.2f} s)", err=True)
+    if args.output:
+        from planner.loaders.files import write_text
+
+        write_text(args.output, _render(data, "json" if args.output.endswith(".json") else "yaml", result.text) + "\n")
+    return result.exit_code
+
+
+# ----------------------------------------------------------------------------- plan show
+@main.command()
+@click.argument("plan_file", metavar="PLAN")
+@use("fmt")
+def show(plan_file: str, fmt: str) -> None:
+    """Read a saved plan (`plan deploy -o FILE`) and show it."""
+    from planner.loaders.plan import load_plan
+    from planner.report.plan import to_plan_dict, to_plan_text
+
+    _emit(to_plan_dict(load_plan(plan_file)), fmt, to_plan_text)
+
+
+# ----------------------------------------------------------------------------- plan models
+@main.group()
+def models() -> None:
+    """The built-in model catalog."""
+
+
+@models.command("list")
+@click.option("--family", default=None, help="Only this family (llama3.1, qwen3, ...).")
+@use("fmt")
+def models_list(family: str | None, fmt: str) -> None:
+    """List catalog models with exact parameter counts."""
+    from planner.commands.models import run_models_list
+
+    data, text = run_models_list(family)
+    _emit(data, fmt, text)
+
+
+@models.command("show")
+@click.argument("name")
+@use("fmt")
+def models_show(name: str, fmt: str) -> None:
+    """Show one model: architecture, source and per-component parameters."""
+    from planner.commands.models import run_models_show
+
+    data, text = run_models_show(name)
+    _emit(data, fmt, text)
+
+
+# ----------------------------------------------------------------------------- plan formats
+@main.command("formats")
+@use("fmt")
+def formats(fmt: str) -> None:
+    """List weight and KV-cache formats with their exact bits per weight."""
+    from planner.commands.formats import run_formats
+
+    data, text = run_formats()
+    _emit(data, fmt, text)
+
+
+# ----------------------------------------------------------------------------- plan hardware
+@main.group()
+def hardware() -> None:
+    """The built-in hardware catalog."""
+
+
+@hardware.command("list")
+@click.option("--filter", "filters", multiple=True, metavar="KEY=VALUE|TEXT",
+              help="vendor=nvidia, kind=apple-silicon, min_memory_gib=48, tensor_cores=true, or a substring of the id or name. Repeatable.")
+@use("fmt")
+def hardware_list(filters: tuple[str, ...], fmt: str) -> None:
+    """List catalog devices with memory, bandwidth, compute, power and price."""
+    from planner.commands.hardware import run_hardware_list
+
+    data, text = run_hardware_list(filters)
+    _emit(data, fmt, text)
+
+
+@hardware.command("show")
+@click.argument("device_id", metavar="ID")
+@use("fmt")
+def hardware_show(device_id: str, fmt: str) -> None:
+    """Show every field of one catalog device."""
+    from planner.commands.hardware import run_hardware_show
+
+    data, text = run_hardware_show(device_id)
+    _emit(data, fmt, text)
+
+
+# ----------------------------------------------------------------------------- plan inventory
+@main.group()
+def inventory() -> None:
+    """Inventory files: what you own or might buy."""
+
+
+@inventory.command("validate")
+@click.argument("file")
+def inventory_validate(file: str) -> None:
+    """Check an inventory file; exit 0 when valid, 2 with the line and field when not."""
+    from planner.commands.inventory import run_inventory_validate
+
+    _echo(run_inventory_validate(file))
+
+
+@inventory.command("show")
+@click.argument("file")
+@use("fmt")
+def inventory_show(file: str, fmt: str) -> None:
+    """Devices, total and usable memory, bandwidth, links and fast domains."""
+    from planner.commands.inventory import run_inventory_show
+
+    data, text = run_inventory_show(file)
+    _emit(data, fmt, text)
+
+
+@inventory.command("detect")
+@click.option("--from-file", metavar="FILE", help="Saved output of nvidia-smi (CSV or -q -x XML) or system_profiler -json.")
+@click.option("--source-format", type=click.Choice(["nvidia-smi-csv", "nvidia-smi-xml", "system-profiler"]), default=None,
+              help="What --from-file holds [default: recognised from its content].")
+@click.option("--node-name", default=None, help="Name of this machine in the inventory [default: the host name].")
+@use("output")
+def inventory_detect(from_file: str | None, source_format: str | None, node_name: str | None, output: str | None) -> None:
+    """Write an inventory for this machine from nvidia-smi or system_profiler."""
+    import yaml
+
+    from planner.commands.inventory import run_inventory_detect
+
+    data = run_inventory_detect(from_file, source_format, node_name)
+    text = yaml.safe_dump(data, sort_keys=False)
+    if output:
+        from planner.loaders.files import write_text
+
+        write_text(output, text)
+        _echo(f"wrote {output}")
+    else:
+        _echo(text.rstrip())
+
+
+# ----------------------------------------------------------------------------- plan schema
+@main.group()
+def schema() -> None:
+    """JSON Schemas of the files the planner reads and writes."""
+
+
+@schema.command("plan")
+def schema_plan() -> None:
+    """The JSON Schema of plan files (`plan deploy --format json` / `-o`)."""
+    from planner.schemas.plan import build_plan_schema
+
+    _echo(json.dumps(build_plan_schema(), indent=2))
+
+
+@schema.command("inventory")
+def schema_inventory() -> None:
+    """The JSON Schema of inventory files (for editors)."""
+    from planner.commands.inventory import run_schema_inventory
+
+    _echo(json.dumps(run_schema_inventory(), indent=2))

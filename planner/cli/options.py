@@ -1,0 +1,155 @@
+"""Every command-line option, declared once: the same name, type, default and meaning in every
+command that takes it. Numbers are bounded (planner/limits.py) and floats must be finite."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from planner.limits import MAX_BATCH, MAX_CONTEXT_TOKENS, MAX_TIME_LIMIT_S, MAX_USERS
+from planner.schemas.objectives import OBJECTIVES
+from planner.schemas.workload import OPTIMIZERS
+
+
+class FiniteFloat(click.ParamType):
+    """A finite number within bounds (NaN and infinities are refused)."""
+
+    name = "number"
+
+    def __init__(self, low: float, high: float, *, low_open: bool = False) -> None:
+        self.low, self.high, self.low_open = low, high, low_open
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        if isinstance(value, float):
+            number = value
+        else:
+            try:
+                number = float(str(value).strip())
+            except ValueError:
+                self.fail(f"expected a number, got {str(value)[:40]!r}", param, ctx)
+        if math.isnan(number):
+            self.fail("NaN is not a number", param, ctx)
+        if math.isinf(number):
+            self.fail(f"expected a finite number, got {value}", param, ctx)
+        too_low = number <= self.low if self.low_open else number < self.low
+        if too_low or number > self.high:
+            bracket = "(" if self.low_open else "["
+            self.fail(f"{number:g} is outside {bracket}{self.low:g}, {self.high:g}]", param, ctx)
+        return number
+
+
+def _int(low: int, high: int) -> click.IntRange:
+    return click.IntRange(low, high)
+
+
+ZERO_CHOICES = ("auto", "0", "1", "2", "3")
+FORMATS = ("table", "json", "yaml")
+
+# name -> click.option(...). The parameter name is the field of the command's typed arguments.
+OPTIONS: dict[str, Callable[[Callable[..., Any]], Callable[..., Any]]] = {
+    # what to plan
+    "model": click.option("--model", "model", metavar="NAME|PATH",
+                          help="Catalog name, HF repo id, config.json, a model folder, a .safetensors or .gguf file."),
+    "params": click.option("--params", metavar="SIZE", help="A bare parameter count (70B, 7.5e9) for the seed's quick estimate."),
+    "inventory": click.option("--inventory", required=True, metavar="FILE", help="Inventory YAML (see inventories/)."),
+    # precision
+    "weights": click.option("--weights", metavar="FMT",
+                            help="Weight format (bf16, fp8, int8, int4, nf4, mxfp4, q4_k_m...) [default: the checkpoint's]."),
+    "kv_cache": click.option("--kv-cache", "kv_cache", metavar="FMT",
+                             help="KV-cache dtype (fp16, bf16, fp8, int8, int4, q8_0, q4_0) [default: the checkpoint's dtype]."),
+    "embedding": click.option("--embedding", metavar="FMT", help="Format override for the token embedding."),
+    "lm_head": click.option("--lm-head", "lm_head", metavar="FMT", help="Format override for the output head."),
+    "attention": click.option("--attention", metavar="FMT", help="Format override for attention projections."),
+    "dense_mlp": click.option("--dense-mlp", "dense_mlp", metavar="FMT", help="Format override for dense MLPs."),
+    "experts": click.option("--experts", metavar="FMT", help="Format override for routed experts."),
+    "shared_experts": click.option("--shared-experts", "shared_experts", metavar="FMT", help="Format override for shared experts."),
+    # serving workload
+    "users": click.option("--users", type=_int(1, MAX_USERS), default=1, show_default=True, help="Concurrent users (sequences)."),
+    "context": click.option("--context", type=_int(1, MAX_CONTEXT_TOKENS), default=None,
+                            help="Tokens per user [default: 4096, capped at the model's maximum]."),
+    "prompt_tokens": click.option("--prompt-tokens", "prompt_tokens", type=_int(1, MAX_CONTEXT_TOKENS), default=None,
+                                  help="Prompt length for time to first token [default: half the context]."),
+    "prefill_chunk": click.option("--prefill-chunk", "prefill_chunk", type=_int(1, MAX_BATCH), default=2048, show_default=True,
+                                  help="Tokens per forward pass (vLLM max_num_batched_tokens)."),
+    "min_tokens_per_s": click.option("--min-tokens-per-s", "min_tokens_per_s", type=FiniteFloat(0, 1e9, low_open=True),
+                                     default=None, help="Every user must decode at least this fast."),
+    "objective": click.option("--objective", type=click.Choice(list(OBJECTIVES)), default="throughput", show_default=True,
+                              help="What to optimise once everything fits (docs/solver.md)."),
+    "gpu_memory_utilization": click.option("--gpu-memory-utilization", "gpu_memory_utilization",
+                                           type=FiniteFloat(0, 1, low_open=True), default=0.9, show_default=True,
+                                           help="Share of GPU memory the engine takes (vLLM)."),
+    # memory accounting
+    "overhead": click.option("--overhead", type=FiniteFloat(0, 1), default=None,
+                             help="The seed's overhead factor O on weights [default: 0 with --model, whose engine overheads "
+                                  "are counted exactly; the seed's 0.1 with --params]."),
+    "runtime_reserve_gib": click.option("--runtime-reserve-gib", "runtime_reserve_gib", type=FiniteFloat(0, 1e6), default=None,
+                                        help="Per-device memory outside the engine's allocator, GiB [default: 0.35]."),
+    "time_limit": click.option("--time-limit", "time_limit", type=FiniteFloat(0.1, MAX_TIME_LIMIT_S), default=60.0,
+                               show_default=True, help="Wall-clock limit for the whole run (candidates, solver, explanations), s."),
+    # training
+    "mode": click.option("--mode", type=click.Choice(["serve", "train"]), default="serve", show_default=True),
+    "global_batch_size": click.option("--global-batch-size", "global_batch_size", type=_int(1, MAX_BATCH), default=64,
+                                      show_default=True, help="Training: sequences per optimizer step."),
+    "micro_batch_size": click.option("--micro-batch-size", "micro_batch_size", type=_int(1, MAX_BATCH), default=1,
+                                     show_default=True, help="Training: sequences per device per micro-step."),
+    "sequence_length": click.option("--sequence-length", "sequence_length", type=_int(1, MAX_CONTEXT_TOKENS), default=None,
+                                    help="Training: tokens per sequence [default: --context or 4096]."),
+    "optimizer": click.option("--optimizer", type=click.Choice(list(OPTIMIZERS)), default="adamw", show_default=True,
+                              help="Training: optimizer whose states are kept."),
+    "zero_stage": click.option("--zero-stage", "zero_stage", type=click.Choice(list(ZERO_CHOICES)), default="auto",
+                               show_default=True, help="Training: ZeRO stage; auto lets `plan deploy` choose (stage 0 in `plan memory`)."),
+    "offload": click.option("--offload", type=click.Choice(["auto", "none", "optimizer", "optimizer+params"]), default="auto",
+                            show_default=True, help="Training: states kept in CPU memory; auto lets `plan deploy` choose (none in `plan memory`)."),
+    "recompute": click.option("--recompute", type=click.Choice(["auto", "none", "selective", "full"]), default="auto",
+                              show_default=True, help="Training: activation recomputation; auto lets `plan deploy` choose (none in `plan memory`)."),
+    "lora_rank": click.option("--lora-rank", "lora_rank", type=_int(1, 65536), default=None,
+                              help="Training: LoRA adapters of this rank on a frozen base."),
+    "qlora": click.option("--qlora", is_flag=True, help="Training: QLoRA (nf4 base, rank-16 adapters unless --lora-rank)."),
+    "fp32_training": click.option("--fp32-training", "fp32_training", is_flag=True, help="Training: fp32 instead of mixed precision."),
+    "sequence_parallel": click.option("--sequence-parallel", "sequence_parallel", is_flag=True,
+                                      help="Training: Megatron sequence parallelism (`plan deploy` turns it on with tensor parallelism)."),
+    "estimator": click.option("--estimator", type=click.Choice(["planner", "deepspeed"]), default="planner", show_default=True,
+                              help="Training: also show DeepSpeed's own model-state estimate."),
+    "largest_layer_params": click.option("--largest-layer-params", "largest_layer_params", metavar="SIZE",
+                                         help="Largest layer's parameters for DeepSpeed's ZeRO-3 estimate."),
+    # a fixed layout
+    "tensor_parallel_size": click.option("--tensor-parallel-size", "-tp", "tensor_parallel_size", type=_int(1, 4096), default=1,
+                                         show_default=True),
+    "pipeline_parallel_size": click.option("--pipeline-parallel-size", "-pp", "pipeline_parallel_size", type=_int(1, 4096),
+                                           default=1, show_default=True),
+    "data_parallel_size": click.option("--data-parallel-size", "-dp", "data_parallel_size", type=_int(1, 65536), default=1,
+                                       show_default=True),
+    # output
+    "fmt": click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="table", show_default=True,
+                        help="Output format."),
+    "output": click.option("-o", "--output", "output", metavar="FILE", default=None,
+                           help="Also write the plan (YAML, or JSON for *.json) here, replacing it in one step."),
+}
+
+PRECISION = ("weights", "kv_cache", "embedding", "lm_head", "attention", "dense_mlp", "experts", "shared_experts")
+TRAINING = ("mode", "optimizer", "zero_stage", "offload", "recompute", "micro_batch_size", "sequence_length", "lora_rank",
+            "qlora", "fp32_training")
+
+
+def use(*names: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Apply the named options to a command, in the order given (as --help lists them)."""
+
+    def decorate(func: Callable[..., Any]) -> Callable[..., Any]:
+        for name in reversed(names):
+            func = OPTIONS[name](func)
+        return func
+
+    return decorate
+
+
+def option_names(command: click.Command) -> dict[str, str]:
+    """Parameter name -> the option as typed (--kv-cache), for error messages."""
+    return {p.name: max(p.opts, key=len) for p in command.params if p.name and isinstance(p, click.Option)}
+
+
+def given(ctx: click.Context) -> frozenset[str]:
+    """The options the user gave on the command line (not defaults)."""
+    return frozenset(name for name in ctx.params if ctx.get_parameter_source(name) == click.core.ParameterSource.COMMANDLINE)

@@ -1,0 +1,114 @@
+"""The typed parameters of each command, built once from the command-line options (declared once
+in planner/cli/options.py). Cross-option rules live here, so every command checks them alike:
+an option of the other mode is an error, not silently ignored."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from planner.limits import MAX_BATCH, MAX_CONTEXT_TOKENS, MAX_TIME_LIMIT_S, MAX_USERS
+from planner.schemas.objectives import Objective
+from planner.schemas.training import OffloadChoice, RecomputeChoice, ZeroChoice
+from planner.schemas.workload import Optimizer
+
+Format = Literal["table", "json", "yaml"]
+Mode = Literal["serve", "train"]
+
+# Options that only mean something in one mode; giving one in the other mode is an error.
+TRAIN_ONLY = ("optimizer", "zero_stage", "offload", "recompute", "micro_batch_size", "sequence_length", "lora_rank",
+              "qlora", "fp32_training", "global_batch_size", "sequence_parallel", "estimator", "largest_layer_params")
+SERVE_ONLY = ("users", "prompt_tokens", "min_tokens_per_s", "objective", "gpu_memory_utilization", "kv_cache")
+
+
+class _Args(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+    explicit: frozenset[str] = Field(frozenset(), description="Options the user gave (not defaults).")
+
+
+class PrecisionArgs(_Args):
+    """--weights, --kv-cache and the per-component overrides."""
+
+    weights: str | None = Field(None, max_length=200, description="Weight format.")
+    kv_cache: str | None = Field(None, max_length=200, description="KV-cache dtype.")
+    embedding: str | None = Field(None, max_length=200, description="Token embedding format.")
+    lm_head: str | None = Field(None, max_length=200, description="Output head format.")
+    attention: str | None = Field(None, max_length=200, description="Attention projections format.")
+    dense_mlp: str | None = Field(None, max_length=200, description="Dense MLP format.")
+    experts: str | None = Field(None, max_length=200, description="Routed experts format.")
+    shared_experts: str | None = Field(None, max_length=200, description="Shared experts format.")
+
+
+class TrainingArgs(PrecisionArgs):
+    """The training options `plan memory` and `plan deploy` share."""
+
+    mode: Mode = "serve"
+    overhead: float | None = Field(None, ge=0, le=1, description="The seed's O on weights.")
+    runtime_reserve_gib: float | None = Field(None, ge=0, le=1e6, description="Per-device memory outside the engine, GiB.")
+    optimizer: Optimizer = "adamw"
+    zero_stage: ZeroChoice = "auto"
+    offload: OffloadChoice = "auto"
+    recompute: RecomputeChoice = "auto"
+    micro_batch_size: int = Field(1, ge=1, le=MAX_BATCH)
+    sequence_length: int | None = Field(None, ge=1, le=MAX_CONTEXT_TOKENS)
+    lora_rank: int | None = Field(None, ge=1, le=65536)
+    qlora: bool = False
+    fp32_training: bool = False
+
+    @model_validator(mode="after")
+    def _check_mode(self) -> "TrainingArgs":
+        other = TRAIN_ONLY if self.mode == "serve" else SERVE_ONLY
+        given = [name for name in other if name in self.explicit]
+        if given:
+            names = ", ".join(f"--{n.replace('_', '-')}" for n in given)
+            if self.mode == "serve":
+                raise ValueError(f"{names} appl{'ies' if len(given) == 1 else 'y'} to --mode train only"
+                                 + (" (serving with LoRA adapters is not modelled)" if {"lora_rank", "qlora"} & set(given) else ""))
+            raise ValueError(f"{names} appl{'ies' if len(given) == 1 else 'y'} to --mode serve only")
+        return self
+
+
+class MemoryArgs(TrainingArgs):
+    """`plan memory`."""
+
+    model: str | None = None
+    params: str | None = Field(None, max_length=100)
+    users: int = Field(1, ge=1, le=MAX_USERS)
+    context: int | None = Field(None, ge=1, le=MAX_CONTEXT_TOKENS)
+    prefill_chunk: int = Field(2048, ge=1, le=MAX_BATCH)
+    estimator: Literal["planner", "deepspeed"] = "planner"
+    largest_layer_params: str | None = Field(None, max_length=100)
+    tensor_parallel_size: int = Field(1, ge=1, le=4096)
+    pipeline_parallel_size: int = Field(1, ge=1, le=4096)
+    data_parallel_size: int = Field(1, ge=1, le=65536)
+    sequence_parallel: bool = False
+    fmt: Format = "table"
+
+    @model_validator(mode="after")
+    def _check_model(self) -> "MemoryArgs":
+        if bool(self.model) == bool(self.params):
+            raise ValueError("give exactly one of --model NAME|PATH or --params SIZE")
+        if self.params and (self.tensor_parallel_size > 1 or self.pipeline_parallel_size > 1):
+            raise ValueError("a bare parameter count has no layers or heads to split: --tensor-parallel-size and "
+                             "--pipeline-parallel-size need --model")
+        return self
+
+
+class DeployArgs(TrainingArgs):
+    """`plan deploy`."""
+
+    inventory: str = Field(max_length=4096)
+    model: str
+    users: int = Field(1, ge=1, le=MAX_USERS)
+    context: int | None = Field(None, ge=1, le=MAX_CONTEXT_TOKENS)
+    prompt_tokens: int | None = Field(None, ge=1, le=MAX_CONTEXT_TOKENS)
+    prefill_chunk: int = Field(2048, ge=1, le=MAX_BATCH)
+    min_tokens_per_s: float | None = Field(None, gt=0, le=1e9)
+    objective: Objective = "throughput"
+    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    time_limit: float = Field(60.0, ge=0.1, le=MAX_TIME_LIMIT_S)
+    global_batch_size: int = Field(64, ge=1, le=MAX_BATCH)
+    output: str | None = Field(None, max_length=4096)
+    fmt: Format = "table"

@@ -1,0 +1,128 @@
+"""An independent check of a serving plan: every constraint recomputed from the inputs.
+
+It reads only the plan's replicas, stages and device ids, and recomputes from the model,
+precision, request and inventory, without the StageSizer or the candidates that built the plan:
+device existence and single use, tensor-parallel legality, contiguous layer coverage, users
+served, each device's memory summed tensor by tensor against its engine capacity (and against
+the figure the plan reports, so a wrong figure is caught even where it still fits), and the
+per-user speed floor.
+"""
+
+from __future__ import annotations
+
+from planner.estimate.activations import estimate_logits_bytes, estimate_prefill_activation_bytes
+from planner.estimate.attention import build_layer_attention
+from planner.estimate.engine import estimate_engine_capacity_bytes
+from planner.estimate.parallelism import check_tensor_parallel_size
+from planner.estimate.performance import StagePlan, estimate_replica_speed
+from planner.estimate.shards import estimate_shard_fraction, is_on_stage
+from planner.estimate.weights import WeightEstimate, estimate_weight_bytes
+from planner.schemas.inventory import Cluster, Device
+from planner.schemas.model import ModelSpec
+from planner.schemas.plan import ReplicaOut, ServePlan
+from planner.schemas.precision import PrecisionMix
+from planner.schemas.serving import ServeRequest
+from planner.schemas.speed import SpeedCalibration
+from planner.topology import Topology
+from planner.units import to_gb
+
+TOLERANCE_BYTES = 1.0
+REPORTED_TOLERANCE = 1e-6  # relative: the plan's figure and the recomputed one agree this closely
+
+
+def estimate_device_need_bytes(model: ModelSpec, mix: PrecisionMix, weights: WeightEstimate, request: ServeRequest, *,
+                               layers: range, first: bool, last: bool, tp: int, users: int) -> float:
+    """What one device of a stage needs, summed tensor by tensor and layer by layer."""
+    w = sum(item.bytes * estimate_shard_fraction(item.tensor, model, tp) for item in weights.tensors
+            if is_on_stage(item.tensor, model, layers, first=first, last=last))
+    attention = build_layer_attention(model, mix.kv_cache_dtype, tp)
+    kv = sum(attention[i].cache_bytes(request.context, users) for i in layers)
+    act = estimate_prefill_activation_bytes(model, min(request.prefill_chunk, request.context * users), tp, layers)
+    if last:
+        act += estimate_logits_bytes(model, users)
+    return w + kv + act + request.overhead_factor * w + request.runtime_reserve_bytes
+
+
+def _check_replica(replica: ReplicaOut, model: ModelSpec, mix: PrecisionMix, weights: WeightEstimate,
+                   request: ServeRequest, devices: dict[str, Device], seen: set[str]) -> tuple[list[str], list[tuple]]:
+    problems: list[str] = []
+    stages: list[tuple] = []
+    expected_start = 0
+    last_index = len(replica.stages) - 1
+    for k, stage in enumerate(replica.stages):
+        where = f"replica {replica.index} stage {k}"
+        start, end = stage.layers
+        if start != expected_start or end <= start:
+            problems.append(f"{where}: layers {start}-{end} do not continue from {expected_start}")
+        expected_start = end
+        ids = [d.id for d in stage.devices]
+        t = len(ids)
+        if t != stage.tensor_parallel_size:
+            problems.append(f"{where}: {t} devices for tensor-parallel size {stage.tensor_parallel_size}")
+        illegal = check_tensor_parallel_size(model, t)
+        if illegal:
+            problems.append(f"{where}: {illegal}")
+        for device_id in ids:
+            if device_id not in devices:
+                problems.append(f"device {device_id} is not in the inventory")
+            elif device_id in seen:
+                problems.append(f"device {device_id} is used twice")
+            seen.add(device_id)
+        known = [devices[i] for i in ids if i in devices]
+        if len({d.node for d in known}) > 1 or len({d.spec for d in known}) > 1:
+            problems.append(f"{where}: tensor-parallel ranks span machines or device types")
+        if not known or end <= start or end > model.num_layers:
+            continue
+        need = estimate_device_need_bytes(model, mix, weights, request, layers=range(start, end), first=k == 0,
+                                          last=k == last_index, tp=t, users=replica.users)
+        for device, out in zip(known, (d for d in stage.devices if d.id in devices)):
+            capacity = estimate_engine_capacity_bytes(device, request.gpu_memory_utilization)
+            if need > capacity + TOLERANCE_BYTES:
+                problems.append(f"{device.id} needs {to_gb(need):,.2f} GB, its engine may use {to_gb(capacity):,.2f} GB")
+            reported = out.memory.total_bytes
+            if abs(reported - need) > max(TOLERANCE_BYTES * 4, REPORTED_TOLERANCE * need):
+                problems.append(f"{device.id}: the plan says {reported:,} bytes, recomputed {need:,.0f}")
+        stages.append((known[0], range(start, end), t, ids[0], ids[1] if t > 1 else None))
+    if expected_start != model.num_layers:
+        problems.append(f"replica {replica.index}: layers end at {expected_start}, the model has {model.num_layers}")
+    return problems, stages
+
+
+def _replica_speed(replica_stages: list[tuple], model: ModelSpec, mix: PrecisionMix, weights: WeightEstimate,
+                   request: ServeRequest, users: int, calibrations: dict[str, SpeedCalibration], topology: Topology) -> float:
+    plans = []
+    for k, (device, layers, t, head, second) in enumerate(replica_stages):
+        tp_route = topology.route(head, second) if second else None
+        nxt = topology.route(head, replica_stages[k + 1][3]) if k + 1 < len(replica_stages) else None
+        plans.append(StagePlan(
+            device.spec, layers, t, calibrations[device.spec.calibration_class],
+            tp_route.bandwidth_gb_s if tp_route else 0.0, tp_route.latency_us if tp_route else 0.0,
+            nxt.bandwidth_gb_s if nxt else 0.0, nxt.latency_us if nxt else 0.0,
+        ))
+    speed = estimate_replica_speed(model, mix, weights, plans, users=users, context=request.context,
+                                   prompt_tokens=request.prompt_tokens)
+    return speed.decode_tokens_per_s_per_user
+
+
+def check_serve_plan(plan: ServePlan, model: ModelSpec, mix: PrecisionMix, cluster: Cluster,
+                     calibrations: dict[str, SpeedCalibration], topology: Topology) -> list[str]:
+    """Every violation found, in words; empty when the plan is sound."""
+    if not plan.replicas:
+        return []
+    request = plan.request
+    devices = {d.id: d for d in cluster.devices}
+    weights = estimate_weight_bytes(model, mix)
+    seen: set[str] = set()
+    problems: list[str] = []
+    users = 0
+    for replica in plan.replicas:
+        users += replica.users
+        found, stages = _check_replica(replica, model, mix, weights, request, devices, seen)
+        problems += found
+        if request.min_tokens_per_s and stages and len(stages) == len(replica.stages):
+            speed = _replica_speed(stages, model, mix, weights, request, replica.users, calibrations, topology)
+            if speed < request.min_tokens_per_s * 0.999:
+                problems.append(f"replica {replica.index}: {speed:,.1f} tokens/s per user, below {request.min_tokens_per_s:g}")
+    if users != request.users:
+        problems.append(f"the replicas serve {users} users, {request.users} were asked for")
+    return problems
