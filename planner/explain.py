@@ -21,7 +21,7 @@ from planner.schemas.precision import PrecisionFormat, PrecisionMix
 from planner.schemas.serving import ServeRequest
 from planner.schemas.speed import SpeedCalibration
 from planner.solver.solve import SolveStatus, heuristic_copies, solve_candidates, users_upper_bound
-from planner.units import GiB
+from planner.units import GiB, to_gb
 
 WEIGHT_LADDER = ("fp8", "int8", "q8_0", "q6_k", "q5_k_m", "int4", "q4_k_m", "q3_k_m", "q2_k")
 KV_LADDER = ("fp8", "q8_0", "int8", "int4", "q4_0")
@@ -63,9 +63,9 @@ def explain_binding(candidates: CandidateSet) -> list[str]:
     budget = sum(max(0.0, estimate_engine_capacity_bytes(d, request.gpu_memory_utilization) - request.runtime_reserve_bytes)
                  for d in cluster.devices)
     lines = [
-        f"{model.name} in {mix.weights.id} needs {weights / 1e9:,.1f} GB of weights plus {kv / 1e9:,.1f} GB of "
+        f"{model.name} in {mix.weights.id} needs {to_gb(weights):,.1f} GB of weights plus {to_gb(kv):,.1f} GB of "
         f"{mix.kv_cache_dtype.id} KV cache for {request.users} user(s) at {request.context:,} tokens; the inventory's "
-        f"engines may use {budget / 1e9:,.1f} GB in all ({len(cluster.devices)} devices)."
+        f"engines may use {to_gb(budget):,.1f} GB in all ({len(cluster.devices)} devices)."
     ]
     reasons: list[str] = []
     for rejection in candidates.rejections:

@@ -91,3 +91,8 @@ def gib_to_bytes(gib: float) -> int:
 def gb_to_bytes(gb: float) -> int:
     """GB to whole bytes."""
     return int(gb * GB)
+
+
+def to_billions(count: float) -> float:
+    """A count (parameters) in billions."""
+    return count / 1e9

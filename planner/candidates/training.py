@@ -21,7 +21,7 @@ from planner.schemas.speed import SpeedCalibration
 from planner.schemas.training import TrainRequest
 from planner.schemas.workload import Parallelism, Recompute, TrainWorkload
 from planner.topology import Topology
-from planner.units import to_gb
+from planner.units import tflops_to_flops, to_gb
 
 RECOMPUTES: tuple[Recompute, ...] = ("none", "selective", "full")
 
@@ -155,7 +155,7 @@ def build_training_candidates(
                         offload_bytes=4 * trainable if offload != "none" else 0.0,
                         pcie_bandwidth_gb_s=_pcie_gb_s(cls),
                     )
-                    mfu = flops / (step.total_s * tp * pp * dp * cls.spec.bf16 * 1e12)
+                    mfu = flops / (step.total_s * tp * pp * dp * tflops_to_flops(cls.spec.bf16))
                     layouts.append(TrainingLayout(
                         len(layouts), cls, tp, pp, dp, zero, offload, recompute, m, memory,
                         capacity, step,

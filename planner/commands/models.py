@@ -12,6 +12,7 @@ from planner.loaders.catalog import find_catalog_entry, load_catalog_model, load
 from planner.loaders.formats import resolve_kv_format
 from planner.report.table import to_text_table
 from planner.schemas.precision import COMPONENTS
+from planner.units import to_billions
 
 
 def run_models_list(family: str | None) -> tuple[list[dict[str, Any]], Callable[[Any], str]]:
@@ -34,8 +35,8 @@ def run_models_list(family: str | None) -> tuple[list[dict[str, Any]], Callable[
         raise InputError(f"no models in family '{family}'; families: {', '.join(families)}", field="--family")
 
     def text(data: list[dict[str, Any]]) -> str:
-        table = [[r["id"], r["family"], f"{r['parameters_total'] / 1e9:,.2f} B",
-                  "" if r["parameters_active"] == r["parameters_total"] else f"{r['parameters_active'] / 1e9:,.2f} B",
+        table = [[r["id"], r["family"], f"{to_billions(r['parameters_total']):,.2f} B",
+                  "" if r["parameters_active"] == r["parameters_total"] else f"{to_billions(r['parameters_active']):,.2f} B",
                   r["layers"], f"{r['max_context']:,}", f"{r['kv_bytes_per_token_fp16']:,}"] for r in data]
         return to_text_table(["id", "family", "parameters", "active", "layers", "context", "KV B/token (16-bit)"], table,
                              right=[False, False, True, True, True, True, True]) + f"\n{len(data)} models"

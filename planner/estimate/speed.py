@@ -18,6 +18,7 @@ from planner.schemas.hardware import HardwareSpec
 from planner.schemas.model import ModelSpec
 from planner.schemas.precision import PrecisionMix
 from planner.schemas.speed import SpeedCalibration
+from planner.units import gb_s_to_bytes_s, tflops_to_flops, us_to_s
 
 PLAIN_BITS = 16  # formats at 16 bits or more read at the plain-kernel efficiency
 
@@ -48,6 +49,16 @@ def estimate_expert_fraction_touched(model: ModelSpec, batch: int) -> float:
         return 1.0
     share = model.moe.experts_per_token / model.moe.num_experts
     return 1.0 - (1.0 - share) ** batch
+
+
+def _layer_attention(weights: WeightEstimate, model: ModelSpec, mix: PrecisionMix, tp: int) -> tuple:
+    """The layer descriptions for one rank of a tp-way group, cached on the WeightEstimate (which
+    belongs to one model and precision mix)."""
+    cache = weights.derived.setdefault("attention", {})
+    key = (model.name, mix.kv_cache_dtype.id, tp)
+    if key not in cache:
+        cache[key] = build_layer_attention(model, mix.kv_cache_dtype, tp)
+    return cache[key]
 
 
 def _per_layer_reads(weights: WeightEstimate, model: ModelSpec, tp: int, batch: int) -> tuple:
@@ -118,15 +129,15 @@ def estimate_decode_stage_time(
 ) -> StageTime:
     """Time of one decode step (one new token for each of `batch` users) on one rank of a stage."""
     plain, quantised, active_params = _touched_weight_bytes(weights, model, layers, first, last, tensor_parallel_size, batch)
-    attention = build_layer_attention(model, mix.kv_cache_dtype, tensor_parallel_size)
+    attention = _layer_attention(weights, model, mix, tensor_parallel_size)
     kv = sum(attention[i].cache_bytes(context, batch) for i in layers)
-    bandwidth = device.memory_bandwidth_gb_s * 1e9
+    bandwidth = gb_s_to_bytes_s(device.memory_bandwidth_gb_s)
     memory_s = (plain + kv) / (bandwidth * calibration.plain_bandwidth_efficiency) + quantised / (
         bandwidth * calibration.quantized_bandwidth_efficiency
     )
     attention_flops = batch * sum(attention[i].attention_flops_per_token(context) for i in layers)
     flops = 2 * active_params * batch + attention_flops
-    compute_s = flops / (device.fp16_tflops * 1e12 * calibration.compute_efficiency)
+    compute_s = flops / (tflops_to_flops(device.fp16_tflops) * calibration.compute_efficiency)
     return StageTime(memory_s, compute_s, calibration.step_overhead_s, plain + quantised, kv)
 
 
@@ -146,22 +157,22 @@ def estimate_prefill_stage_time(
     token plus attention's quadratic term: causal, each token attends to half the held tokens on
     average, 2 x s x min(s, window) x heads x head_dim per layer."""
     _, _, active = _touched_weight_bytes(weights, model, layers, True, last, tensor_parallel_size, 1)
-    described = build_layer_attention(model, mix.kv_cache_dtype, tensor_parallel_size)
+    described = _layer_attention(weights, model, mix, tensor_parallel_size)
     attention = sum(0.5 * prompt_tokens * described[i].attention_flops_per_token(prompt_tokens) for i in layers)
     flops = 2 * active * prompt_tokens + attention
-    return flops / (device.fp16_tflops * 1e12 * calibration.compute_efficiency)
+    return flops / (tflops_to_flops(device.fp16_tflops) * calibration.compute_efficiency)
 
 
 def estimate_allreduce_s(message_bytes: float, ranks: int, bandwidth_gb_s: float, latency_us: float) -> float:
     """Ring all-reduce: 2(t-1)/t of the message over the link, plus 2(t-1) latencies."""
     if ranks <= 1:
         return 0.0
-    return 2 * (ranks - 1) / ranks * message_bytes / (bandwidth_gb_s * 1e9) + 2 * (ranks - 1) * latency_us * 1e-6
+    return 2 * (ranks - 1) / ranks * message_bytes / gb_s_to_bytes_s(bandwidth_gb_s) + 2 * (ranks - 1) * us_to_s(latency_us)
 
 
 def estimate_hop_s(message_bytes: float, bandwidth_gb_s: float, latency_us: float, calibration: SpeedCalibration) -> float:
     """A pipeline hop: the activations over the link, its latency and the engine's synchronisation."""
-    return message_bytes / (bandwidth_gb_s * 1e9) + latency_us * 1e-6 + calibration.hop_overhead_s
+    return message_bytes / gb_s_to_bytes_s(bandwidth_gb_s) + us_to_s(latency_us) + calibration.hop_overhead_s
 
 
 

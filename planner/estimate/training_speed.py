@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 from planner.estimate.speed import estimate_allreduce_s
 from planner.estimate.zero import estimate_zero_traffic_factor
+from planner.units import gb_s_to_bytes_s, tflops_to_flops
 
 
 @dataclass(frozen=True)
@@ -77,10 +78,10 @@ def estimate_training_step(
     pcie_bandwidth_gb_s: float,
 ) -> TrainingStep:
     """Seconds of one optimizer step, by part."""
-    compute = flops / (devices * tflops * 1e12 * compute_efficiency)
+    compute = flops / (devices * tflops_to_flops(tflops) * compute_efficiency)
     bubble = compute * (pipeline_parallel_size - 1) / max(microbatches, 1)
     tp = tp_collectives * estimate_allreduce_s(tp_message_bytes, tensor_parallel_size, tp_bandwidth_gb_s or 1.0, tp_latency_us)
     traffic = gradient_bytes * estimate_zero_traffic_factor(zero_stage)
     dp = estimate_allreduce_s(traffic, data_parallel_size, dp_bandwidth_gb_s or 1.0, dp_latency_us)
-    offload = offload_bytes / (pcie_bandwidth_gb_s * 1e9) if offload_bytes else 0.0
+    offload = offload_bytes / gb_s_to_bytes_s(pcie_bandwidth_gb_s) if offload_bytes else 0.0
     return TrainingStep(compute, bubble, tp, dp, offload)

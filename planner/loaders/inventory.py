@@ -20,7 +20,6 @@ from planner.schemas.inventory import (
     Device,
     DeviceEntry,
     InventoryFile,
-    LinkEntry,
     NetworkEntry,
     NetworkLink,
     Node,

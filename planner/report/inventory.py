@@ -7,6 +7,7 @@ from typing import Any
 from planner.report.table import to_text_table
 from planner.schemas.inventory import Cluster
 from planner.topology import build_topology
+from planner.units import to_gib
 
 
 def to_inventory_dict(cluster: Cluster) -> dict[str, Any]:
@@ -45,9 +46,8 @@ def to_inventory_dict(cluster: Cluster) -> dict[str, Any]:
 
 def to_inventory_text(report: dict[str, Any]) -> str:
     """The inventory as tables."""
-    gib = 2**30
     lines = [f"Inventory: {report['name']}", ""]
-    rows = [[d["id"], d["type"], f"{d['memory_bytes'] / gib:,.1f}", f"{d['usable_bytes'] / gib:,.1f}",
+    rows = [[d["id"], d["type"], f"{to_gib(d['memory_bytes']):,.1f}", f"{to_gib(d['usable_bytes']):,.1f}",
              f"{d['memory_bandwidth_gb_s']:,.0f}", f"{d['fp16_tflops']:,.1f}"] for d in report["devices"]]
     if len(rows) > 40:
         rows = rows[:20] + [["...", f"{len(rows) - 40} more", "", "", "", ""]] + rows[-20:]
@@ -55,8 +55,8 @@ def to_inventory_text(report: dict[str, Any]) -> str:
                                right=[False, False, True, True, True, True]))
     t = report["totals"]
     price = f", {t['price_usd']:,.0f} USD" if t["price_usd"] else ""
-    lines.append(f"Total: {t['nodes']} node(s), {t['devices']} device(s), {t['memory_bytes'] / gib:,.1f} GiB memory, "
-                 f"{t['usable_bytes'] / gib:,.1f} GiB usable, {t['memory_bandwidth_gb_s']:,.0f} GB/s{price}")
+    lines.append(f"Total: {t['nodes']} node(s), {t['devices']} device(s), {to_gib(t['memory_bytes']):,.1f} GiB memory, "
+                 f"{to_gib(t['usable_bytes']):,.1f} GiB usable, {t['memory_bandwidth_gb_s']:,.0f} GB/s{price}")
     lines.append("")
     nodes = [[n["name"], n["devices"], n["interconnect"], f"{n['interconnect_bandwidth_gb_s']:,.1f}"] for n in report["nodes"]]
     if len(nodes) > 20:

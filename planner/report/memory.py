@@ -16,7 +16,7 @@ from planner.report.table import to_size, to_text_table
 from planner.schemas.model import ModelSpec
 from planner.schemas.precision import COMPONENTS, PrecisionFormat, PrecisionMix
 from planner.schemas.workload import Parallelism, ServeWorkload, TrainWorkload
-from planner.units import to_gb
+from planner.units import to_gb, to_gib
 
 UNITS = "bytes; GB = 10^9 bytes, GiB = 2^30 bytes"
 
@@ -244,7 +244,7 @@ def to_memory_text(report: dict[str, Any]) -> str:
     ckpt = model.get("checkpoint")
     if ckpt:
         lines.append(f"Checkpoint ({ckpt['format']}, {ckpt['quant_method'] or 'unquantised'}): {ckpt['parameters_served']:,} "
-                     f"parameters served, {ckpt['bytes_served'] / 1e9:,.2f} GB ({ckpt['bytes_served'] / 2**30:,.2f} GiB) as stored")
+                     f"parameters served, {to_gb(ckpt['bytes_served']):,.2f} GB ({to_gib(ckpt['bytes_served']):,.2f} GiB) as stored")
         for note in ckpt["notes"]:
             lines.append(f"  note: {note}")
     lines.append("")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from planner.units import to_gb, to_gib
 
 
 def to_text_table(header: Sequence[str], rows: Sequence[Sequence[object]], *, right: Sequence[bool] | None = None) -> str:
@@ -22,4 +23,4 @@ def to_text_table(header: Sequence[str], rows: Sequence[Sequence[object]], *, ri
 
 def to_size(num_bytes: float) -> tuple[str, str]:
     """A byte count as (GB, GiB) strings with two decimals."""
-    return f"{num_bytes / 1e9:,.2f}", f"{num_bytes / 2**30:,.2f}"
+    return f"{to_gb(num_bytes):,.2f}", f"{to_gib(num_bytes):,.2f}"

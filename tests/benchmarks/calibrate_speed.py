@@ -19,8 +19,8 @@ import yaml
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
-from planner.estimate.memory import split_layers  # noqa: E402
-from planner.estimate.speed import calibration_class, estimate_decode_stage_time
+from planner.estimate.shards import split_layers  # noqa: E402
+from planner.estimate.speed import calibration_class, estimate_decode_stage_time  # noqa: E402
 from planner.schemas.speed import SpeedCalibration  # noqa: E402
 from planner.estimate.weights import estimate_weight_bytes  # noqa: E402
 from planner.loaders.catalog import load_catalog_model  # noqa: E402

@@ -18,11 +18,12 @@ from planner.loaders.catalog import load_catalog_model  # noqa: E402
 from planner.loaders.formats import build_precision_mix  # noqa: E402
 from planner.loaders.inventory import build_cluster  # noqa: E402
 from planner.loaders.yamlfile import parse_yaml_text  # noqa: E402
-from planner.schemas.serving import ServeRequest  # noqa: E402
-from planner.solver.assign import build_plan  # noqa: E402
+from planner.assign.identity import build_inventory_ref, build_model_ref, build_precision_out  # noqa: E402
+from planner.assign.serve import build_serve_plan  # noqa: E402
+from planner.schemas.plan import ServePlanRequest  # noqa: E402
 from planner.solver.solve import solve_candidates  # noqa: E402
 from planner.topology import build_topology  # noqa: E402
-from planner.verify import check_plan  # noqa: E402
+from planner.verify import check_serve_plan  # noqa: E402
 
 # (device type, devices per node, interconnect): a quarter of the devices each.
 MIX = [("h100-sxm", 8, "nvswitch"), ("a100-sxm-80gb", 8, "nvswitch"), ("l40s", 4, "pcie-4"), ("rtx-4090", 2, "pcie-4")]
@@ -48,15 +49,15 @@ def main() -> None:
     for size in sizes:
         cluster = build_cluster(parse_yaml_text(yaml.safe_dump(inventory(size)), f"mixed-{size}.yaml"))
         users = max(4, len(cluster.devices) // 2)
-        request = ServeRequest(users=users, context=8192)
+        request = ServePlanRequest(model=build_model_ref(model), precision=build_precision_out(mix), users=users, context=8192)
         start = time.perf_counter()
         topology = build_topology(cluster)
         candidates = build_candidates(model, mix, request, cluster, calibrations, topology)
         middle = time.perf_counter()
         result = solve_candidates(candidates, time_limit_s=60)
         end = time.perf_counter()
-        plan = build_plan(candidates, result, wall_s=end - start, request_summary={})
-        problems = check_plan(plan, model, mix, request, cluster, calibrations, topology)
+        plan = build_serve_plan(candidates, result, request=request, inventory=build_inventory_ref(cluster))
+        problems = check_serve_plan(plan, model, mix, cluster, calibrations, topology)
         gap = plan.solver.gap
         total = plan.performance.decode_tokens_per_s_total if plan.performance else 0.0
         print(f"{len(cluster.devices):>8} {users:>6} {len(candidates.recipes):>8} {middle - start:>13.2f} {end - middle:>8.2f} "
