@@ -80,3 +80,17 @@ def test_moe_prefill_peak_uses_top_k_expert_width() -> None:
     h, k, w = 2048, 8, 768
     attention = 3 * h + 2 * 32 * 128 + 2 * 4 * 128
     assert per_token == max(attention, 3 * h + k * (3 * w + h))
+
+
+def test_need_bytes_is_exactly_the_memory_total() -> None:
+    from planner.estimate.stage import StageSizer
+    from planner.estimate.weights import estimate_weight_bytes
+
+    model = tiny_model(num_hidden_layers=6)
+    precision = mix("q4_k_m")
+    sizer = StageSizer(model, precision, estimate_weight_bytes(model, precision), context=300, prefill_chunk=64,
+                       overhead_factor=0.07, runtime_reserve_bytes=12345)
+    for layers in (range(0, 6), range(1, 4), range(5, 6)):
+        for first, last in ((True, True), (True, False), (False, True), (False, False)):
+            memory = sizer.memory(layers, first=first, last=last, tp=2, users=3)
+            assert sizer.need_bytes(layers, first=first, last=last, tp=2, users=3) == memory.total_bytes

@@ -38,7 +38,7 @@ def _largest_end(sizer: StageSizer, unit: UnitType, start: int, limit: int, *, f
     low, high = start, limit
     while low < high:
         middle = (low + high + 1) // 2
-        need = sizer.memory(range(start, middle), first=first, last=False, tp=unit.tp, users=users).total_bytes
+        need = sizer.need_bytes(range(start, middle), first=first, last=False, tp=unit.tp, users=users)
         if need <= capacity:
             low = middle
         else:
@@ -58,7 +58,7 @@ def fill_layers(sizer: StageSizer, units: list[UnitType], users: int,
         first, last = k == 0, k == len(units) - 1
         capacity = unit.device_class.capacity_bytes
         if last:
-            need = sizer.memory(range(start, total), first=first, last=True, tp=unit.tp, users=users).total_bytes
+            need = sizer.need_bytes(range(start, total), first=first, last=True, tp=unit.tp, users=users)
             if need > capacity:
                 return (f"stage {k} on {unit.key} needs {to_gb(need):,.1f} GB for layers {start}-{total - 1}, "
                         f"it has {to_gb(capacity):,.1f} GB")
@@ -66,7 +66,7 @@ def fill_layers(sizer: StageSizer, units: list[UnitType], users: int,
             return out
         if counts is not None:
             end = start + counts[k]
-            need = sizer.memory(range(start, end), first=first, last=False, tp=unit.tp, users=users).total_bytes
+            need = sizer.need_bytes(range(start, end), first=first, last=False, tp=unit.tp, users=users)
             if need > capacity:
                 return f"stage {k} on {unit.key} cannot hold its {counts[k]} layers ({to_gb(capacity):,.1f} GB capacity)"
         else:
@@ -85,14 +85,23 @@ def build_stages(sizer: StageSizer, units: list[UnitType], spans: list[tuple[int
     `block_size` tokens, as vLLM allocates them; each extra user also needs its fp32 logits."""
     stages = []
     last = len(units) - 1
+    memo = sizer.__dict__.setdefault("_stages", {})
     for k, (unit, (start, end)) in enumerate(zip(units, spans)):
-        layers = range(start, end)
-        memory = sizer.memory(layers, first=k == 0, last=k == last, tp=unit.tp, users=users, stage=k)
-        free = unit.device_class.capacity_bytes - (memory.total_bytes - memory.kv_cache_bytes)
-        attention = [sizer.attention(unit.tp)[i] for i in layers]
-        tokens = estimate_context_fitting(attention, free, max_context) // block_size * block_size
-        logits = estimate_logits_bytes(sizer.model, 1) if k == last else 0.0
-        per_user = sum(layer.cache_bytes(sizer.context) for layer in attention) + logits
-        most = int((free + logits * users) // per_user) if per_user > 0 else 0
-        stages.append(Stage(unit, start, end, memory, max(0, tokens), max(0, most)))
+        key = (unit.device_class.index, unit.tp, start, end, k == 0, k == last, users, k, block_size)
+        if key not in memo:
+            memo[key] = _build_stage(sizer, unit, start, end, k, k == last, users, block_size, max_context)
+        stages.append(memo[key])
     return tuple(stages)
+
+
+def _build_stage(sizer: StageSizer, unit: UnitType, start: int, end: int, k: int, last: bool, users: int,
+                 block_size: int, max_context: int) -> Stage:
+    layers = range(start, end)
+    memory = sizer.memory(layers, first=k == 0, last=last, tp=unit.tp, users=users, stage=k)
+    free = unit.device_class.capacity_bytes - (memory.total_bytes - memory.kv_cache_bytes)
+    attention = [sizer.attention(unit.tp)[i] for i in layers]
+    tokens = estimate_context_fitting(attention, free, max_context) // block_size * block_size
+    logits = estimate_logits_bytes(sizer.model, 1) if last else 0.0
+    per_user = sizer.kv_bytes(layers, tp=unit.tp, users=1) + logits
+    most = int((free + logits * users) // per_user) if per_user > 0 else 0
+    return Stage(unit, start, end, memory, max(0, tokens), max(0, most))

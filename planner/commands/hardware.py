@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -13,6 +14,16 @@ from planner.schemas.hardware import HardwareSpec
 _FILTER_KEYS = ("vendor", "kind", "id", "name", "min_memory_gib", "tensor_cores", "unified_memory")
 
 
+def _number(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise InputError(f"min_memory_gib needs a number, got {text[:40]!r}", field="--filter") from None
+    if not math.isfinite(value):
+        raise InputError(f"min_memory_gib needs a finite number, got {text[:40]!r}", field="--filter")
+    return value
+
+
 def _matches(spec: HardwareSpec, filters: list[str]) -> bool:
     for item in filters:
         key, sep, value = item.partition("=")
@@ -22,7 +33,7 @@ def _matches(spec: HardwareSpec, filters: list[str]) -> bool:
                 return False
             continue
         if key == "min_memory_gib":
-            if spec.memory_gib < float(value):
+            if spec.memory_gib < _number(value):
                 return False
         elif key in ("tensor_cores", "unified_memory"):
             if getattr(spec, key) != (value.lower() in ("1", "true", "yes")):
@@ -42,7 +53,9 @@ def _row(spec: HardwareSpec) -> dict[str, Any]:
 def run_hardware_list(filters: tuple[str, ...]) -> tuple[list[dict[str, Any]], Callable[[Any], str]]:
     """Catalog devices, optionally filtered by `key=value` or a substring of the id or name."""
     for item in filters:
-        key, sep, _ = item.partition("=")
+        key, sep, value = item.partition("=")
+        if key == "min_memory_gib" and sep:
+            _number(value)
         if sep and key not in _FILTER_KEYS:
             raise InputError(f"unknown filter key '{key}'; use one of {', '.join(_FILTER_KEYS)} or a plain substring",
                              field="--filter")

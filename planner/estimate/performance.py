@@ -72,12 +72,20 @@ def estimate_replica_speed(
     worst = (-1.0, 0, "memory bandwidth")
     seconds = []
     last = len(stages) - 1
+    memo = weights.derived.setdefault("stage_times", {})
     for index, stage in enumerate(stages):
         t = stage.tensor_parallel_size
-        time = estimate_decode_stage_time(
-            model, mix, weights, stage.device, stage.calibration, layers=stage.layers, first=index == 0,
-            last=index == last, tensor_parallel_size=t, batch=users, context=decode_context,
-        )
+        key = (stage.device.id, stage.calibration, stage.layers.start, stage.layers.stop, index == 0, index == last,
+               t, users, decode_context, prompt)
+        if key not in memo:
+            memo[key] = (
+                estimate_decode_stage_time(model, mix, weights, stage.device, stage.calibration, layers=stage.layers,
+                                           first=index == 0, last=index == last, tensor_parallel_size=t, batch=users,
+                                           context=decode_context),
+                estimate_prefill_stage_time(model, mix, weights, stage.device, stage.calibration, layers=stage.layers,
+                                            last=index == last, tensor_parallel_size=t, prompt_tokens=prompt),
+            )
+        time, prefill_compute = memo[key]
         # Two all-reduces per layer of the batch's hidden states (Megatron tensor parallelism).
         allreduce = 2 * len(stage.layers) * estimate_allreduce_s(
             users * model.hidden_size * ACTIVATION_BYTES, t, stage.tp_bandwidth_gb_s or 1.0, stage.tp_latency_us)
@@ -94,9 +102,6 @@ def estimate_replica_speed(
         if total > worst[0]:
             worst = (total, index, kind)
         step += total
-        prefill_compute = estimate_prefill_stage_time(
-            model, mix, weights, stage.device, stage.calibration, layers=stage.layers, last=index == last,
-            tensor_parallel_size=t, prompt_tokens=prompt)
         prefill_link = 2 * len(stage.layers) * estimate_allreduce_s(
             prompt * model.hidden_size * ACTIVATION_BYTES, t, stage.tp_bandwidth_gb_s or 1.0, stage.tp_latency_us)
         if index < last:

@@ -61,6 +61,20 @@ def _layer_attention(weights: WeightEstimate, model: ModelSpec, mix: PrecisionMi
     return cache[key]
 
 
+def _attention_sums(weights: WeightEstimate, model: ModelSpec, mix: PrecisionMix, tp: int, context: int) -> tuple:
+    """Prefix sums over layers of (cache bytes of one sequence, attention FLOPs of one new token)
+    at `context`, cached on the WeightEstimate."""
+    cache = weights.derived.setdefault("attention_sums", {})
+    key = (model.name, mix.kv_cache_dtype.id, tp, context)
+    if key not in cache:
+        kv, flops = [0.0], [0.0]
+        for layer in _layer_attention(weights, model, mix, tp):
+            kv.append(kv[-1] + layer.cache_bytes(context))
+            flops.append(flops[-1] + layer.attention_flops_per_token(context))
+        cache[key] = (kv, flops)
+    return cache[key]
+
+
 def _per_layer_reads(weights: WeightEstimate, model: ModelSpec, tp: int, batch: int) -> tuple:
     """Per-layer (plain bytes, quantised bytes, active parameters) one rank reads per decode step,
     plus the same for the embedding row and the output head; cached on the WeightEstimate."""
@@ -129,13 +143,14 @@ def estimate_decode_stage_time(
 ) -> StageTime:
     """Time of one decode step (one new token for each of `batch` users) on one rank of a stage."""
     plain, quantised, active_params = _touched_weight_bytes(weights, model, layers, first, last, tensor_parallel_size, batch)
-    attention = _layer_attention(weights, model, mix, tensor_parallel_size)
-    kv = sum(attention[i].cache_bytes(context, batch) for i in layers)
+    kv_sum, flops_sum = _attention_sums(weights, model, mix, tensor_parallel_size, context)
+    a, b = layers.start, layers.stop
+    kv = batch * (kv_sum[b] - kv_sum[a])
     bandwidth = gb_s_to_bytes_s(device.memory_bandwidth_gb_s)
     memory_s = (plain + kv) / (bandwidth * calibration.plain_bandwidth_efficiency) + quantised / (
         bandwidth * calibration.quantized_bandwidth_efficiency
     )
-    attention_flops = batch * sum(attention[i].attention_flops_per_token(context) for i in layers)
+    attention_flops = batch * (flops_sum[b] - flops_sum[a])
     flops = 2 * active_params * batch + attention_flops
     compute_s = flops / (tflops_to_flops(device.fp16_tflops) * calibration.compute_efficiency)
     return StageTime(memory_s, compute_s, calibration.step_overhead_s, plain + quantised, kv)
@@ -157,8 +172,8 @@ def estimate_prefill_stage_time(
     token plus attention's quadratic term: causal, each token attends to half the held tokens on
     average, 2 x s x min(s, window) x heads x head_dim per layer."""
     _, _, active = _touched_weight_bytes(weights, model, layers, True, last, tensor_parallel_size, 1)
-    described = _layer_attention(weights, model, mix, tensor_parallel_size)
-    attention = sum(0.5 * prompt_tokens * described[i].attention_flops_per_token(prompt_tokens) for i in layers)
+    _, flops_sum = _attention_sums(weights, model, mix, tensor_parallel_size, prompt_tokens)
+    attention = 0.5 * prompt_tokens * (flops_sum[layers.stop] - flops_sum[layers.start])
     flops = 2 * active * prompt_tokens + attention
     return flops / (tflops_to_flops(device.fp16_tflops) * calibration.compute_efficiency)
 

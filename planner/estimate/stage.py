@@ -142,10 +142,8 @@ class StageSizer:
         embedding = rank.embedding if (first or (last and self.model.tie_word_embeddings)) else 0.0
         return embedding + (rank.head if last else 0.0)
 
-    def memory(self, layers: range, *, first: bool, last: bool, tp: int, users: int, stage: int = 0) -> DeviceMemory:
-        """What each device of the stage needs."""
+    def _parts(self, a: int, b: int, first: bool, last: bool, tp: int, users: int) -> tuple[float, float, float, float]:
         rank = self._rank(tp)
-        a, b = layers.start, layers.stop
         weights = self.outer_weight_bytes(tp, first=first, last=last) + rank.weights[b] - rank.weights[a]
         kv_prefix = self._kv_prefix(tp, users)
         kv = kv_prefix[b] - kv_prefix[a]
@@ -153,7 +151,20 @@ class StageSizer:
         activations = chunk * rank.activation_peak.max(a, b) * ACTIVATION_BYTES
         if last:
             activations += estimate_logits_bytes(self.model, users)
-        return DeviceMemory(
-            stage=stage, layers=(a, b), weights_bytes=weights, kv_cache_bytes=kv, activations_bytes=activations,
-            overhead_bytes=self.overhead_factor * weights + self.runtime_reserve_bytes,
-        )
+        return weights, kv, activations, self.overhead_factor * weights + self.runtime_reserve_bytes
+
+    def memory(self, layers: range, *, first: bool, last: bool, tp: int, users: int, stage: int = 0) -> DeviceMemory:
+        """What each device of the stage needs."""
+        weights, kv, activations, overhead = self._parts(layers.start, layers.stop, first, last, tp, users)
+        return DeviceMemory(stage=stage, layers=(layers.start, layers.stop), weights_bytes=weights, kv_cache_bytes=kv,
+                            activations_bytes=activations, overhead_bytes=overhead)
+
+    def kv_bytes(self, layers: range, *, tp: int, users: int) -> float:
+        """The KV cache of `layers` on one rank for `users` sequences at the context."""
+        prefix = self._kv_prefix(tp, users)
+        return prefix[layers.stop] - prefix[layers.start]
+
+    def need_bytes(self, layers: range, *, first: bool, last: bool, tp: int, users: int) -> float:
+        """memory(...).total_bytes, the same float, without building the record (the fill's inner loop)."""
+        weights, kv, activations, overhead = self._parts(layers.start, layers.stop, first, last, tp, users)
+        return weights + kv + activations + 0.0 + 0.0 + overhead  # the order of MEMORY_FIELDS

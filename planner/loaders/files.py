@@ -26,6 +26,10 @@ _KINDS = ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, 
           (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"))
 
 
+def _a(what: str) -> str:
+    return ("an " if what[:1].lower() in "aeiou" else "a ") + what
+
+
 def _kind(mode: int) -> str:
     return next((name for test, name in _KINDS if test(mode)), "not a regular file")
 
@@ -75,12 +79,12 @@ def open_regular(path: Path, *, what: str = "file") -> Iterator[tuple[BinaryIO, 
         fd = os.open(file, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
     except OSError as exc:
         if exc.errno == errno.EISDIR:
-            raise InputError(f"expected a {what}, found a folder", file=file) from None
+            raise InputError(f"expected {_a(what)}, found a folder", file=file) from None
         raise _os_error(exc, file, "read") from None
     try:
         info = os.fstat(fd)
         if not stat.S_ISREG(info.st_mode):
-            raise InputError(f"expected a {what}, found {_kind(info.st_mode)}", file=file)
+            raise InputError(f"expected {_a(what)}, found {_kind(info.st_mode)}", file=file)
         os.set_blocking(fd, True)
         handle = os.fdopen(fd, "rb")
     except BaseException:
@@ -94,14 +98,14 @@ def read_bytes(path: Path, *, limit: int, what: str = "file") -> bytes:
     """The whole of a regular file of at most `limit` bytes."""
     with open_regular(path, what=what) as (handle, size):
         if size > limit:
-            raise InputError(f"{format_bytes(size)} is larger than the {format_bytes(limit)} limit for a {what}",
+            raise InputError(f"{format_bytes(size)} is larger than the {format_bytes(limit)} limit for {_a(what)}",
                              file=str(path))
         try:
             data = handle.read(limit + 1)
         except OSError as exc:
             raise _os_error(exc, str(path), "read") from None
     if len(data) > limit:
-        raise InputError(f"larger than the {format_bytes(limit)} limit for a {what}", file=str(path))
+        raise InputError(f"larger than the {format_bytes(limit)} limit for {_a(what)}", file=str(path))
     return data
 
 
