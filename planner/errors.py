@@ -49,7 +49,7 @@ class InputError(PlannerError):
             where += ": "
         field = f"{self.field}: " if self.field else ""
         hint = f" (did you mean '{self.suggestion}'?)" if self.suggestion else ""
-        return f"{where}{field}{self.detail}{hint}"
+        return " ".join(f"{where}{field}{self.detail}{hint}".splitlines())  # always one line
 
 
 class CatalogError(InputError):
@@ -62,8 +62,16 @@ class InfeasibleError(PlannerError):
     exit_code = 1
 
 
+def shorten(text: str, limit: int = 80) -> str:
+    """A user's value as shown in a message: at most `limit` characters."""
+    text = str(text)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def suggest_name(name: str, choices: Iterable[str]) -> str | None:
     """Return the closest valid name to a mistyped one, or None when nothing is close."""
+    if len(name) > 200:
+        return None
     matches = difflib.get_close_matches(name.lower(), [c.lower() for c in choices], n=1, cutoff=0.6)
     if not matches:
         return None

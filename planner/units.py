@@ -21,6 +21,8 @@ def parse_count(text: str | int | float, *, field: str = "--params", maximum: fl
         value = float(text)
     else:
         shown = str(text) if len(str(text)) <= 40 else str(text)[:37] + "..."
+        if str(text).strip().lower() in ("nan", "+nan", "-nan"):
+            raise InputError("NaN is not a number; expected a count like 70B, 7.5e9 or 405M", field=field)
         match = _SIZE_RE.match(str(text)) if len(str(text)) <= 100 else None
         if not match:
             raise InputError(f"expected a count like 70B, 7.5e9 or 405M, got '{shown}'", field=field)

@@ -33,8 +33,9 @@ class Outcome:
     code: int
     stdout: str
     stderr: str
-    elapsed: float
+    elapsed: float  # wall-clock seconds
     exception: BaseException | None = None
+    cpu: float | None = None  # CPU seconds of a subprocess run, when it reported them
 
 
 @dataclass(frozen=True)
@@ -91,9 +92,13 @@ def config_text(config: dict[str, Any]) -> str:
             marker = f"@@raw{len(raws)}@@"
             raws[marker] = value.text
             return marker
+        if isinstance(value, dict):
+            return {k: encode(v) for k, v in value.items()}
+        if isinstance(value, list):
+            return [encode(v) for v in value]
         return value
 
-    text = json.dumps({k: encode(v) for k, v in config.items()}, indent=2)
+    text = json.dumps(encode(config), indent=2)
     for marker, raw in raws.items():
         text = text.replace(f'"{marker}"', raw)
     return text
@@ -371,7 +376,10 @@ INVENTORY_CASES = [
     inventory_case("network-unknown-type", VALID_INVENTORY + "network: carrier-pigeon\n", "network", "carrier-pigeon"),
     inventory_case("link-between-one-name", two_nodes("    - between: [x1]\n      type: ethernet-10g\n"), "between"),
     inventory_case("truncated-flow", "name: x\nnodes: [{name: a, devices: [{type: rtx-40", "not valid YAML"),
-    inventory_case("truncated-mid-key", VALID_INVENTORY[:-12], "type"),
+    inventory_case("truncated-mid-key", VALID_INVENTORY[:-12], "nodes.0.devices.0"),
+    inventory_case("nul-byte", VALID_INVENTORY.replace("rtx-4090", "rtx\x00-4090"), "not valid YAML"),
+    inventory_case("escape-sequence", VALID_INVENTORY.replace("rtx-4090", "rtx\x1b[2J-4090"), "not valid YAML"),
+    inventory_case("count-5000-digits", VALID_INVENTORY + "        count: " + "9" * 5000 + "\n", "count"),
     inventory_case("tabs", "name: x\nnodes:\n\t- name: a\n\t  devices:\n\t\t- type: rtx-4090\n", "not valid YAML", ":3"),
     inventory_case("binary", bytes(range(256)) * 4, "UTF-8"),
     inventory_case("empty", "", "empty"),
@@ -384,7 +392,7 @@ INVENTORY_CASES = [
     inventory_case("reserved-exceeds-memory", VALID_INVENTORY + "        reserved_gb: 1000\n", "reserved"),
     inventory_case("usable_memory_fraction-nan", VALID_INVENTORY + "        usable_memory_fraction: .nan\n",
                    "usable_memory_fraction", "NaN is not a number"),
-    inventory_case("yaml-python-tag", "name: !!python/object/apply:os.system [echo hi]\nnodes: []\n", "not valid YAML"),
+    inventory_case("yaml-python-tag", "name: !!python/object/apply:os.system [echo hi]\nnodes: []\n", "name"),
 ]
 
 
@@ -442,7 +450,7 @@ def saved_plan() -> tuple[str, str]:
 
 
 def plan_case(id: str, edit: Callable[[dict[str, Any]], Any] | None, *expect: str, name: str = "plan.yaml",
-              code: int = 2, text: str | None = None) -> Case:
+              code: int = 2, text: str | None = None, heavy: bool = False) -> Case:
     """`plan show <tmp>/<name>` of the saved plan changed by `edit` (or of `text`)."""
 
     def build(tmp: Path) -> list[str]:
@@ -458,7 +466,7 @@ def plan_case(id: str, edit: Callable[[dict[str, Any]], Any] | None, *expect: st
             path.write_text(json.dumps(data, indent=2) if name.endswith(".json") else yaml.safe_dump(data, sort_keys=False))
         return ["show", str(path)]
 
-    return case(id, build, *((f"{{tmp}}/{name}",) if code == 2 else ()), *expect, code=code)
+    return case(id, build, *((f"{{tmp}}/{name}",) if code == 2 else ()), *expect, code=code, heavy=heavy)
 
 
 def set_key(*path: str | int, value: Any) -> Callable[[dict[str, Any]], None]:

@@ -156,6 +156,10 @@ def deploy(ctx: click.Context, **params: Any) -> int:
     from planner.commands.deploy import run_deploy
 
     args = _build_args(DeployArgs, ctx, **params)
+    if args.output:
+        from planner.loaders.files import check_writable
+
+        check_writable(args.output)  # a bad -o fails before the run, not after it
     result = run_deploy(args)
     data = result.data
     _emit(data, args.fmt, result.text)
@@ -287,7 +291,10 @@ def inventory_detect(from_file: str | None, source_format: str | None, node_name
     import yaml
 
     from planner.commands.inventory import run_inventory_detect
+    from planner.loaders.files import check_writable
 
+    if output:
+        check_writable(output)
     data = run_inventory_detect(from_file, source_format, node_name)
     text = yaml.safe_dump(data, sort_keys=False)
     if output:

@@ -19,6 +19,8 @@ def _number(text: str) -> float:
         value = float(text)
     except ValueError:
         raise InputError(f"min_memory_gib needs a number, got {text[:40]!r}", field="--filter") from None
+    if math.isnan(value):
+        raise InputError("min_memory_gib: NaN is not a number", field="--filter")
     if not math.isfinite(value):
         raise InputError(f"min_memory_gib needs a finite number, got {text[:40]!r}", field="--filter")
     return value

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from planner.errors import InputError
+from planner.errors import InputError, shorten
 from planner.loaders.detect import (
     NVIDIA_SMI_QUERY,
     detect_format,
@@ -65,6 +65,9 @@ def _run(command: list[str]) -> str:
 
 def run_inventory_detect(from_file: str | None, source_format: str | None, node: str | None) -> dict[str, Any]:
     """Inventory data for this machine, or for saved nvidia-smi / system_profiler output."""
+    if node is not None and not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,99}", node):
+        raise InputError(f"'{shorten(node)}' is not a node name: letters, digits, '.', '_' and '-', starting with a "
+                         f"letter or digit", field="--node-name")
     node = node or (re.sub(r"[^A-Za-z0-9_.\-]", "-", platform.node().split(".")[0]).strip("-.") or "local")
     if from_file:
         text = read_text(Path(from_file), limit=MAX_DETECT_FILE_BYTES, what="saved nvidia-smi or system_profiler output")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 from pathlib import Path
 
-from planner.errors import CatalogError, InputError, suggest_name
+from planner.errors import CatalogError, InputError, shorten, suggest_name
 from planner.limits import MAX_PATH_BYTES
 from planner.loaders.catalog_files import build_catalog_entry, iter_catalog_folder
 from planner.loaders.files import probe
@@ -40,11 +40,10 @@ def find_catalog_entry(name: str) -> ModelCatalogEntry:
     names = _names()
     key = name.strip().lower()
     if key not in names:
-        shown = name if len(name) <= 80 else name[:77] + "..."
         raise CatalogError(
-            f"unknown model '{shown}'; `plan models list` shows the catalog, or pass a config.json path",
+            f"unknown model '{shorten(name)}'; `plan models list` shows the catalog, or pass a config.json path",
             field="--model",
-            suggestion=suggest_name(key, [n for n in names if "/" not in n]) if len(key) <= 200 else None,
+            suggestion=suggest_name(key, [n for n in names if "/" not in n]),
         )
     return load_model_catalog()[names[key]][0]
 

@@ -162,7 +162,7 @@ def _shard_path(folder: Path, name: Any, index_file: str, key: str) -> Path:
 def _shards(folder: Path) -> list[Path]:
     index = folder / "model.safetensors.index.json"
     if probe(index) is None:
-        return sorted(p for p in folder.glob("*.safetensors") if is_regular_file(p))[:MAX_CHECKPOINT_SHARDS + 1]
+        return sorted(folder.glob("*.safetensors"))[:MAX_CHECKPOINT_SHARDS + 1]  # each is opened as a regular file
     located = parse_json_text(read_text(index, limit=MAX_INDEX_FILE_BYTES, what="safetensors index"), str(index))
     weight_map = located.data.get("weight_map") if isinstance(located.data, dict) else None
     if not isinstance(weight_map, dict):

@@ -9,7 +9,7 @@ import re
 import xml.etree.ElementTree as ET
 from typing import Any
 
-from planner.errors import InputError
+from planner.errors import InputError, shorten
 from planner.loaders.hardware import load_hardware_catalog
 from planner.loaders.catalog_files import read_catalog_file
 from planner.loaders.yamlfile import parse_json_text
@@ -91,7 +91,14 @@ def _gpu_inventory(node: str, gpus: list[tuple[str, str]], source: str) -> dict[
     if len(gpus) > MAX_GPUS_PER_MACHINE:
         raise InputError(f"{len(gpus):,} GPUs in one machine; the limit is {MAX_GPUS_PER_MACHINE:,}", file=source)
     ids = [match_gpu_name(product, source=source) for product, _ in gpus]
-    known = [int(gen) for _, gen in gpus if gen.strip().isdigit()]
+    known = []
+    for _, gen in gpus:
+        text = gen.strip()
+        if text.isdigit() and len(text) <= 2:
+            known.append(int(text))
+        elif text and text.strip("[]").lower() not in ("n/a", "not supported", "unknown"):
+            raise InputError(f"expected a PCIe generation (a small number or N/A), got {shorten(repr(text), 60)}",
+                             file=source, field="pcie.link.gen.max")
     return _inventory(node, ids, _interconnect(ids, min(known) if known else None))
 
 
@@ -131,8 +138,11 @@ def parse_system_profiler(text: str, *, node: str, source: str) -> dict[str, Any
     if not isinstance(chip, str) or not isinstance(memory, str):
         raise InputError("expected text for chip_type and physical_memory", file=source, field="SPHardwareDataType")
     cores = next((d.get("sppci_cores") for d in displays if d.get("sppci_cores")), None)
-    if cores is not None and not (isinstance(cores, int) and not isinstance(cores, bool)) and not (isinstance(cores, str) and cores.isdigit()):
-        raise InputError(f"expected a number of GPU cores, got {cores!r}", file=source, field="SPDisplaysDataType.sppci_cores")
+    whole = (isinstance(cores, int) and not isinstance(cores, bool) and 0 < cores < 10_000) or (
+        isinstance(cores, str) and cores.isdigit() and len(cores) <= 4)
+    if cores is not None and not whole:
+        raise InputError(f"expected a number of GPU cores, got {shorten(repr(cores), 60)}", file=source,
+                         field="SPDisplaysDataType.sppci_cores")
     match = re.match(r"^Apple (M\d)(?: (Pro|Max|Ultra))?$", chip.strip())
     memory_match = re.match(r"^(\d{1,6})\s*GB$", memory.strip())
     if not match or not memory_match or not cores:

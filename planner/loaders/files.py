@@ -132,17 +132,25 @@ def _umask() -> int:
     return mask
 
 
-def write_text(path: str | os.PathLike[str], text: str) -> None:
-    """Replace `path` with `text` in one rename, keeping the file's mode; refuse non-regular files."""
+def check_writable(path: str | os.PathLike[str]) -> tuple[Path, os.stat_result | None]:
+    """Where a write to `path` would land and what is there now; refuses a target that is not a
+    regular file and a missing folder (checked before a run, so a bad -o fails at once)."""
     label = os.fspath(path)
     check_path_length(label, field="--output")
     target = _target(Path(label))
     existing = probe(target)
     if existing is not None and not stat.S_ISREG(existing.st_mode):
         raise InputError(f"{_kind(existing.st_mode)} is there, not a regular file; refusing to replace it", file=label)
+    if not is_folder(target.parent):
+        raise InputError(f"the folder {str(target.parent) or '.'} does not exist; create it first", file=label)
+    return target, existing
+
+
+def write_text(path: str | os.PathLike[str], text: str) -> None:
+    """Replace `path` with `text` in one rename, keeping the file's mode; refuse non-regular files."""
+    label = os.fspath(path)
+    target, existing = check_writable(label)
     folder = target.parent
-    if not is_folder(folder):
-        raise InputError(f"the folder {str(folder) or '.'} does not exist; create it first", file=label)
     mode = stat.S_IMODE(existing.st_mode) if existing is not None else 0o666 & ~_umask()
     tmp: str | None = None
     try:

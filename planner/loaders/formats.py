@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import re
 
-from planner.errors import CatalogError, InputError, suggest_name
+from planner.errors import CatalogError, InputError, shorten, suggest_name
 from planner.loaders.catalog_files import load_catalog_list, read_catalog_file
 from planner.schemas.precision import PrecisionFormat, PrecisionMix
 
@@ -73,7 +73,7 @@ def resolve_weight_format(name: str, *, field: str = "--weights") -> PrecisionFo
     if parametric is not None:
         return parametric
     raise CatalogError(
-        f"unknown weight format '{name}'; see `plan formats` for the list",
+        f"unknown weight format '{shorten(name)}'; see `plan formats` for the list",
         field=field,
         suggestion=suggest_name(key, table),
     )
@@ -86,7 +86,7 @@ def resolve_kv_format(name: str, *, field: str = "--kv-cache") -> PrecisionForma
     if key in table:
         return table[key]
     raise CatalogError(
-        f"unknown KV-cache format '{name}'; choose one of {', '.join(sorted({f.id for f in table.values()}))}",
+        f"unknown KV-cache format '{shorten(name)}'; choose one of {', '.join(sorted({f.id for f in table.values()}))}",
         field=field,
         suggestion=suggest_name(key, table),
     )

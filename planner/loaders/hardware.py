@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 
-from planner.errors import CatalogError, suggest_name
+from planner.errors import CatalogError, shorten, suggest_name
 from planner.loaders.catalog_files import iter_catalog_folder, load_catalog_list
 from planner.schemas.hardware import HardwareSpec
 
@@ -28,7 +28,7 @@ def find_hardware(device_id: str, *, field: str = "type") -> HardwareSpec:
     if key in catalog:
         return catalog[key]
     raise CatalogError(
-        f"unknown device type '{device_id}'; `plan hardware list` shows the catalog, or use type: custom",
+        f"unknown device type '{shorten(device_id)}'; `plan hardware list` shows the catalog, or use type: custom",
         field=field,
         suggestion=suggest_name(key, catalog),
     )

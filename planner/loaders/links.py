@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 
-from planner.errors import CatalogError, suggest_name
+from planner.errors import CatalogError, shorten, suggest_name
 from planner.loaders.catalog_files import load_catalog_list, read_catalog_file
 from planner.schemas.link import LinkSpec
 
@@ -24,7 +24,7 @@ def find_link(link_id: str, *, scope: str | None = None, field: str = "interconn
         return choices[key]
     kind = {"intra-node": "intra-node interconnect", "network": "network link"}.get(scope or "", "link type")
     raise CatalogError(
-        f"unknown {kind} '{link_id}'; expected one of {', '.join(sorted(choices))}",
+        f"unknown {kind} '{shorten(link_id)}'; expected one of {', '.join(sorted(choices))}",
         field=field,
         suggestion=suggest_name(key, choices),
     )

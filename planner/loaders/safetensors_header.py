@@ -15,6 +15,7 @@ from pathlib import Path
 from planner.errors import InputError
 from planner.limits import MAX_CHECKPOINT_TENSORS, MAX_SAFETENSORS_HEADER_BYTES
 from planner.loaders.files import open_regular
+from planner.loaders.yamlfile import parse_json_integer
 DTYPE_BYTES = {
     "BOOL": 1, "U8": 1, "I8": 1, "F8_E4M3": 1, "F8_E5M2": 1, "F8_E8M0": 1, "I16": 2, "U16": 2, "F16": 2, "BF16": 2,
     "I32": 4, "U32": 4, "F32": 4, "I64": 8, "U64": 8, "F64": 8, "F4": 0.5,
@@ -60,11 +61,12 @@ def read_safetensors_header(path: Path) -> tuple[list[HeaderTensor], dict[str, s
     file = str(path)
     raw, data_size = _read_raw_header(path)
     try:
-        header = json.loads(raw.decode("utf-8"))
+        header = json.loads(raw.decode("utf-8"), parse_int=parse_json_integer)
     except RecursionError:
         raise InputError("not a safetensors file: its header is nested too deeply", file=file) from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise InputError(f"not a safetensors file: its header is not JSON ({exc})", file=file) from None
+    except (UnicodeDecodeError, ValueError) as exc:  # JSONDecodeError, or an integer too long to convert
+        raise InputError(f"not a safetensors file: its header is not JSON ({' '.join(str(exc).split())[:200]})",
+                         file=file) from None
     if not isinstance(header, dict):
         raise InputError("not a safetensors file: its header is not a JSON object", file=file)
     metadata = header.pop("__metadata__", None) or {}

@@ -36,8 +36,18 @@ for _tag, _pattern, _first in (
 CoreLoader.add_implicit_resolver("tag:yaml.org,2002:null", re.compile(r"^$"), [""])
 
 
+MAX_INTEGER_DIGITS = 100  # no count, size or price needs more; Python refuses to convert beyond 4,300
+
+
+def _first_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
 def _construct_core_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
     text = str(loader.construct_scalar(node))
+    if len(text) > MAX_INTEGER_DIGITS:
+        raise yaml.constructor.ConstructorError(None, None, f"an integer of {len(text):,} digits is too long "
+                                                f"(at most {MAX_INTEGER_DIGITS})", node.start_mark)
     if text.startswith("0o"):
         return int(text[2:], 8)
     if text.startswith("0x"):
@@ -107,6 +117,9 @@ def _construct(node: yaml.Node, path: FieldPath, marks: dict, file: str, stack: 
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_construct(item, path + (i,), marks, file, stack) for i, item in enumerate(node.value)]
+    if node.tag == "tag:yaml.org,2002:int" and len(str(node.value)) > MAX_INTEGER_DIGITS:
+        raise InputError(f"an integer of {len(str(node.value)):,} digits is too long (at most {MAX_INTEGER_DIGITS})",
+                         file=file, line=node.start_mark.line + 1, field=".".join(map(str, path)) or None)
     return _scalar(node)
 
 
@@ -123,9 +136,12 @@ def parse_yaml_text(text: str, file: str) -> Located:
         node = yaml.compose(text, Loader=CoreLoader)
     except RecursionError:
         raise InputError(f"nested more than {MAX_NESTING_DEPTH} levels deep", file=file) from None
+    except yaml.reader.ReaderError as exc:
+        line = text[: exc.position].count("\n") + 1
+        raise InputError(f"not valid YAML: {exc.reason} {exc.character!r} is not allowed", file=file, line=line) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
-        problem = getattr(exc, "problem", None) or str(exc)
+        problem = getattr(exc, "problem", None) or _first_line(exc)
         raise InputError(
             f"not valid YAML: {problem}",
             file=file,
@@ -140,7 +156,7 @@ def parse_yaml_text(text: str, file: str) -> Located:
     except RecursionError:
         raise InputError(f"nested more than {MAX_NESTING_DEPTH} levels deep", file=file) from None
     except (ValueError, TypeError) as exc:
-        raise InputError(f"not valid YAML: {exc}", file=file) from None
+        raise InputError(f"not valid YAML: {_first_line(exc)}", file=file) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
@@ -160,14 +176,34 @@ def _json_marks(text: str) -> dict[FieldPath, tuple[int, int]]:
     return marks
 
 
+class LongIntegerError(ValueError):
+    """An integer literal with more digits than any real value has."""
+
+
+def parse_json_integer(digits: str) -> int:
+    """json's parse_int hook: refuse integers of more than MAX_INTEGER_DIGITS digits (Python
+    would refuse beyond 4,300 with a message that names no key)."""
+    if len(digits) > MAX_INTEGER_DIGITS + 1:
+        raise LongIntegerError(digits)
+    return int(digits)
+
+
 def parse_json_text(text: str, file: str) -> Located:
     """Parse JSON text; syntax errors become InputError with the line and column."""
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_int=parse_json_integer)
+    except LongIntegerError as exc:
+        digits = exc.args[0]
+        at = text.find(digits)
+        keys = re.findall(r'"([^"\\]{1,200})"\s*:\s*-?$', text[max(0, at - 300):at])
+        raise InputError(f"an integer of {len(digits):,} digits is too long (at most {MAX_INTEGER_DIGITS})", file=file,
+                         line=text.count("\n", 0, at) + 1, field=keys[-1] if keys else None) from None
     except RecursionError:
         raise InputError("not valid JSON: nested too deeply", file=file) from None
     except json.JSONDecodeError as exc:
         raise InputError(f"not valid JSON: {exc.msg}", file=file, line=exc.lineno, column=exc.colno) from None
+    except ValueError as exc:  # an integer of more digits than Python converts (sys.get_int_max_str_digits)
+        raise InputError(f"not valid JSON: {_first_line(exc)}", file=file) from None
     depth = _depth(data)
     if depth > MAX_NESTING_DEPTH:
         raise InputError(f"nested {depth} levels deep; the limit is {MAX_NESTING_DEPTH}", file=file)
