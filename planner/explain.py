@@ -13,6 +13,7 @@ from planner.candidates.recipes import CandidateSet, build_candidates
 from planner.estimate.engine import estimate_engine_capacity_bytes
 from planner.estimate.kv_cache import estimate_kv_cache_bytes
 from planner.estimate.weights import estimate_weight_bytes
+from planner.schemas.engine import EngineProfile
 from planner.schemas.hardware import HardwareSpec
 from planner.schemas.inventory import Cluster, Device, NetworkLink, Node
 from planner.schemas.link import LinkSpec
@@ -35,7 +36,7 @@ class _OutOfTime(Exception):
 
 
 def is_feasible(model: ModelSpec, mix: PrecisionMix, request: ServeRequest, cluster: Cluster,
-                calibrations: dict[str, SpeedCalibration], time_limit_s: float = CHECK_TIME_LIMIT_S,
+                calibrations: dict[str, SpeedCalibration], engine: EngineProfile, time_limit_s: float = CHECK_TIME_LIMIT_S,
                 deadline: float | None = None) -> bool:
     """True when some plan serves every user (a quick heuristic first, then a short solve; a
     check that runs out of time counts as not feasible)."""
@@ -43,7 +44,7 @@ def is_feasible(model: ModelSpec, mix: PrecisionMix, request: ServeRequest, clus
         time_limit_s = min(time_limit_s, deadline - time.perf_counter())
         if time_limit_s <= 0:
             raise _OutOfTime
-    candidates = build_candidates(model, mix, request, cluster, calibrations, coarse=True, deadline=deadline)
+    candidates = build_candidates(model, mix, request, cluster, calibrations, engine, coarse=True, deadline=deadline)
     if candidates.stopped_early:
         raise _OutOfTime
     if not candidates.recipes:
@@ -110,7 +111,7 @@ def _with_devices(cluster: Cluster, spec: HardwareSpec, count: int, link: LinkSp
 
 def explain_changes(
     model: ModelSpec, mix: PrecisionMix, request: ServeRequest, cluster: Cluster, calibrations: dict[str, SpeedCalibration],
-    *, weight_formats: dict[str, PrecisionFormat], kv_formats: dict[str, PrecisionFormat], hardware: list[HardwareSpec],
+    engine: EngineProfile, *, weight_formats: dict[str, PrecisionFormat], kv_formats: dict[str, PrecisionFormat], hardware: list[HardwareSpec],
     links: dict[str, LinkSpec], deadline: float | None = None,
 ) -> list[str]:
     """Smallest changes that would fit, each verified by re-planning, within EXPLAIN_BUDGET_S and
@@ -123,7 +124,7 @@ def explain_changes(
     def feasible(new_mix: PrecisionMix = mix, new_request: ServeRequest = request, new_cluster: Cluster = cluster) -> bool:
         if time.perf_counter() > stop:
             raise _OutOfTime
-        return is_feasible(model, new_mix, new_request, new_cluster, calibrations, deadline=stop)
+        return is_feasible(model, new_mix, new_request, new_cluster, calibrations, engine, deadline=stop)
 
     try:
         _search_changes(out, feasible, model, mix, request, cluster, weight_formats, kv_formats, hardware, links)

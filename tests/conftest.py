@@ -62,12 +62,21 @@ def write_config(tmp_path: Path, config: dict[str, Any], name: str = "config.jso
     return path
 
 
-def serve_request(model: ModelSpec, precision, **fields: Any):
+def engine(name: str = "vllm"):
+    """An engine profile from the catalog."""
+    from planner.loaders.engines import load_engine_catalog
+
+    return load_engine_catalog()[name]
+
+
+def serve_request(model: ModelSpec, precision, engine_id: str = "vllm", **fields: Any):
     """The typed request a serving plan records, for `model` under the mix `precision`."""
     from planner.assign.identity import build_model_ref, build_precision_out
-    from planner.schemas.plan import ServePlanRequest
+    from planner.schemas.plan import EngineRef, ServePlanRequest
 
-    return ServePlanRequest(model=build_model_ref(model), precision=build_precision_out(precision), **fields)
+    profile = engine(engine_id)
+    ref = EngineRef(id=profile.id, name=profile.name, version=profile.version, chosen_by="option", reason="test")
+    return ServePlanRequest(model=build_model_ref(model), precision=build_precision_out(precision), engine=ref, **fields)
 
 
 def plan_serving(model: ModelSpec, precision, cluster, request, calibrations=None, time_limit_s: float = 30.0):
@@ -79,7 +88,7 @@ def plan_serving(model: ModelSpec, precision, cluster, request, calibrations=Non
     from planner.solver.solve import solve_candidates
 
     calibrations = calibrations or load_calibration()
-    candidates = build_candidates(model, precision, request, cluster, calibrations)
+    candidates = build_candidates(model, precision, request, cluster, calibrations, engine(request.engine.id))
     result = solve_candidates(candidates, time_limit_s=time_limit_s)
     plan = build_serve_plan(candidates, result, request=request, inventory=build_inventory_ref(cluster))
     return candidates, result, plan

@@ -13,7 +13,7 @@ from planner.loaders.inventory import load_inventory
 from planner.solver.training import solve_training
 from planner.schemas.training import TrainRequest
 from planner.topology import build_topology
-from tests.conftest import ROOT
+from tests.conftest import ROOT, engine
 
 
 def train(runner, inventory: str, *args: str):
@@ -61,7 +61,7 @@ def test_more_devices_train_faster() -> None:
     for name in ("dgx-h100", "h100-2node-ib"):
         cluster = load_inventory(ROOT / "inventories" / f"{name}.yaml")
         candidates = build_training_candidates(model, build_precision_mix("bf16"), request, cluster, load_calibration(),
-                                               build_topology(cluster))
+                                               build_topology(cluster), engine("deepspeed"))
         choice = solve_training(candidates)
         speeds.append(candidates.layouts[choice.index].tokens_per_s)
     assert speeds[1] > speeds[0]

@@ -35,6 +35,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from planner.cli import main
+from planner.schemas.plan import SCHEMA_VERSION
 from tests.fuzz_cases import (
     DETECT_DATA,
     DROP,
@@ -831,7 +832,7 @@ PLAN_CASES = [
         [f"a{i}: &a{i} [" + ",".join([f"*a{i - 1}"] * 10) + "]" if i else "a0: &a0 [1,2,3,4,5,6,7,8,9,0]"
          for i in range(8)])),
     plan_case("json-NaN-everywhere", None, "{tmp}/plan.json", name="plan.json",
-              text='{"schema_version": 1, "mode": "serve", "request": NaN}'),
+              text='{"schema_version": %d, "mode": "serve", "request": NaN}' % SCHEMA_VERSION),
     case("plan-missing", fixed("show", "{tmp}/none.yaml"), "{tmp}/none.yaml"),
 ]
 
@@ -943,7 +944,7 @@ def test_output_through_a_symlink_writes_its_target(tmp_path: Path) -> None:
     outcome = run_in_process([*DEPLOY, "-o", str(link)])
     assert outcome.code == 0, describe(outcome)
     assert link.is_symlink() and os.readlink(link) == str(target)
-    assert yaml.safe_load(target.read_text())["schema_version"] == 1
+    assert yaml.safe_load(target.read_text())["schema_version"] == SCHEMA_VERSION
     _no_temp_files(tmp_path)
 
 

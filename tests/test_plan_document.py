@@ -21,7 +21,7 @@ from planner.loaders.yamlfile import parse_yaml_text
 from planner.schemas.plan import SCHEMA_VERSION, ServePlan, build_plan_schema
 from planner.topology import build_topology
 from planner.verify import check_serve_plan
-from tests.conftest import ROOT, plan_serving, serve_request
+from tests.conftest import ROOT, engine, plan_serving, serve_request
 
 HOMELAB = str(ROOT / "inventories" / "homelab.yaml")
 SCHEMA = build_plan_schema()
@@ -60,7 +60,8 @@ def test_the_request_records_every_input(runner) -> None:
     assert request["block_size"] == 16 and request["precision"]["kv_cache"] == "fp8"
     assert request["model"]["kind"] == "catalog" and request["model"]["name"] == "llama-3.1-8b"
     assert request["model"]["digest"].startswith("sha256:") and data["inventory"]["digest"].startswith("sha256:")
-    assert data["inventory"]["path"] == HOMELAB and data["schema_version"] == SCHEMA_VERSION
+    assert data["inventory"]["path"] == HOMELAB and data["schema_version"] == SCHEMA_VERSION == 2
+    assert request["engine"]["id"] == "vllm" and request["engine"]["chosen_by"] == "rule" and request["engine"]["version"]
 
 
 def test_a_training_plan_has_no_serving_fields(runner) -> None:
@@ -87,7 +88,7 @@ def test_digests_follow_the_inputs() -> None:
     assert serve_request(bigger, mix).model.digest != first.request.model.digest
 
 
-@pytest.mark.parametrize(("version", "message"), [(0, "schema_version 0"), (99, "schema_version 99"), ("1", "schema_version '1'")])
+@pytest.mark.parametrize(("version", "message"), [(1, "schema_version 1"), (99, "schema_version 99"), ("2", "schema_version '2'")])
 def test_another_schema_version_is_a_clear_error(runner, tmp_path: Path, version, message: str) -> None:
     saved = tmp_path / "plan.yaml"
     deploy(runner, "--inventory", HOMELAB, "--model", "llama-3.2-1b", "-o", str(saved))
@@ -124,6 +125,6 @@ def test_the_verifier_recomputes_instead_of_trusting_the_stage_sizer(monkeypatch
         return type(memory)(**{**memory.__dict__, "weights_bytes": memory.weights_bytes * 0.9})
 
     monkeypatch.setattr(StageSizer, "memory", under_counted)
-    _, _, plan = plan_serving(model, mix, cluster, serve_request(model, mix, users=2, context=4096))
-    problems = check_serve_plan(plan, model, mix, cluster, load_calibration(), build_topology(cluster))
+    _, _, plan = plan_serving(model, mix, cluster, serve_request(model, mix, "llama.cpp", users=2, context=4096))
+    problems = check_serve_plan(plan, model, mix, cluster, load_calibration(), build_topology(cluster), engine("llama.cpp"))
     assert any("the plan says" in p and "recomputed" in p for p in problems)

@@ -28,29 +28,36 @@ class AssignmentError(Exception):
 
 
 def assign_devices(candidates: CandidateSet, copies: dict[int, int]) -> list[tuple[int, list[list[str]]]]:
-    """For each replica (recipe index, device ids per stage). Larger tensor-parallel groups are
-    placed first (so identical machines pack exactly), each in the machine with the fewest free
-    devices that still fits it, preferring the machine the replica already uses."""
+    """For each replica (recipe index, device ids per stage). A block is a stage, or for an engine
+    that needs the same devices on every machine of a replica, the run of stages one machine holds
+    (Recipe.stages_per_machine). Larger blocks are placed first (so identical machines pack
+    exactly), each in the machine with the fewest free devices that still fits it, preferring the
+    machines the replica already uses."""
     free: dict[int, list[list[str]]] = {c.index: [list(ids) for ids in c.device_ids] for c in candidates.classes}
     replicas: list[tuple[int, list[list[str] | None]]] = []
-    requests = []
+    blocks = []
     for index in sorted(copies):
         recipe = candidates.recipes[index]
+        run = recipe.stages_per_machine or 1
         for _ in range(copies[index]):
             r = len(replicas)
             replicas.append((index, [None] * len(recipe.stages)))
-            for k, stage in enumerate(recipe.stages):
-                requests.append((-stage.unit.tp, r, k, stage.unit.device_class.index, stage.unit.tp))
+            for start in range(0, len(recipe.stages), run):
+                stages = list(range(start, min(start + run, len(recipe.stages))))
+                unit = recipe.stages[start].unit
+                blocks.append((-unit.tp * len(stages), r, start, stages, unit.device_class.index, unit.tp))
     used_nodes: dict[int, set[int]] = {}
-    for _, r, k, cls, tp in sorted(requests):
+    for need, r, _, stages, cls, tp in sorted(blocks, key=lambda b: b[:3]):
         nodes = free[cls]
-        fits = [n for n, ids in enumerate(nodes) if len(ids) >= tp]
+        fits = [n for n, ids in enumerate(nodes) if len(ids) >= -need]
         if not fits:
             raise AssignmentError(f"device class {cls} ran out of devices while assigning replica {r}")
-        preferred = [n for n in fits if n in used_nodes.get(r, set())]
+        fresh = [n for n in fits if n not in used_nodes.get(r, set())]
+        preferred = [n for n in fits if n in used_nodes.get(r, set())] if len(stages) == 1 else fresh
         choice = min(preferred or fits, key=lambda n: (len(nodes[n]), n))
-        replicas[r][1][k] = nodes[choice][:tp]
-        del nodes[choice][:tp]
+        for k in stages:
+            replicas[r][1][k] = nodes[choice][:tp]
+            del nodes[choice][:tp]
         used_nodes.setdefault(r, set()).add(choice)
     return [(index, [ids for ids in stages if ids is not None]) for index, stages in replicas]
 

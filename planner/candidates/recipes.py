@@ -10,10 +10,13 @@ import time
 from dataclasses import dataclass, field, replace
 
 from planner.candidates.classes import DeviceClass, UnitType, build_device_classes, tp_options
+from planner.candidates.engine_rules import check_units, even_counts, stages_per_machine
 from planner.candidates.fill import Stage, build_stages, fill_layers
+from planner.estimate.engine_support import check_mix_on_device
 from planner.estimate.performance import ReplicaSpeed, StagePlan, estimate_replica_speed
 from planner.estimate.stage import StageSizer
 from planner.estimate.weights import estimate_weight_bytes
+from planner.schemas.engine import EngineProfile
 from planner.schemas.inventory import Cluster
 from planner.schemas.model import ModelSpec
 from planner.schemas.objectives import is_at_least_as_good, objective_terms
@@ -41,6 +44,7 @@ class Recipe:
     speed: ReplicaSpeed
     devices_by_class: tuple[tuple[int, int], ...]  # (class index, devices)
     price_usd: float | None
+    stages_per_machine: int | None = None  # every machine of the replica holds this many stages (None: no rule)
 
     @property
     def devices(self) -> int:
@@ -86,6 +90,7 @@ class CandidateSet:
     mix: PrecisionMix
     request: ServeRequest
     cluster: Cluster
+    engine: EngineProfile
     classes: list[DeviceClass]
     units: list[UnitType]
     recipes: list[Recipe] = field(default_factory=list)
@@ -114,17 +119,22 @@ class RecipeBuilder:
     """Enumerates recipes for a cluster, model and request."""
 
     def __init__(self, model: ModelSpec, mix: PrecisionMix, request: ServeRequest, cluster: Cluster,
-                 calibrations: dict[str, SpeedCalibration], topology: Topology | None = None, coarse: bool = False,
-                 deadline: float | None = None) -> None:
+                 calibrations: dict[str, SpeedCalibration], engine: EngineProfile, topology: Topology | None = None,
+                 coarse: bool = False, deadline: float | None = None) -> None:
         self.coarse, self.deadline = coarse, deadline
-        self.model, self.mix, self.request, self.cluster = model, mix, request, cluster
+        self.model, self.mix, self.request, self.cluster, self.engine = model, mix, request, cluster, engine
         self.calibrations = calibrations
         self.topology = topology or build_topology(cluster)
         self.weights = estimate_weight_bytes(model, mix)
         self.sizer = StageSizer(model, mix, self.weights, context=request.context, prefill_chunk=request.prefill_chunk,
-                                overhead_factor=request.overhead_factor, runtime_reserve_bytes=request.runtime_reserve_bytes)
+                                overhead_factor=request.overhead_factor, runtime_reserve_bytes=request.runtime_reserve_bytes,
+                                embedding_on_host=engine.layout.embedding_on_host)
         self.classes = build_device_classes(cluster, request.gpu_memory_utilization)
-        self.units = [UnitType(c, t) for c in self.classes for t in tp_options(c, model)]
+        self.unsupported = {c.index: why for c in self.classes
+                            if (why := check_mix_on_device(engine, model, mix, c.spec)) is not None}
+        no_tp = engine.layout.tensor_parallel == "none"
+        self.units = [UnitType(c, t) for c in self.classes if c.index not in self.unsupported
+                      for t in tp_options(c, model) if not (no_tp and t > 1)]
         self._routes: dict[tuple[int, int, bool], tuple[float, float]] = {}
 
     def _check_time(self) -> None:
@@ -154,6 +164,12 @@ class RecipeBuilder:
         """A recipe from units (any order; kept in order with `counts`) and users, or the reason it cannot be built."""
         self._check_time()
         ordered = self._ordered(units) if counts is None else list(units)
+        problem = check_units(self.engine, ordered, self.model.num_layers)
+        if problem:
+            return problem
+        if counts is not None and self.engine.layout.pipeline == "even" and len(set(counts)) > 1:
+            return f"{self.engine.name} splits layers evenly, not {counts}"
+        counts = counts or even_counts(self.engine, len(ordered), self.model.num_layers)
         spans = fill_layers(self.sizer, ordered, users, counts)
         if isinstance(spans, str):
             return spans
@@ -180,14 +196,18 @@ class RecipeBuilder:
             by_class[unit.device_class.index] = by_class.get(unit.device_class.index, 0) + unit.tp
         prices = [unit.device_class.price_usd for unit in ordered]
         price = None if any(p is None for p in prices) else sum(p * u.tp for p, u in zip(prices, ordered))
-        return Recipe(index, stages, users, speed, tuple(sorted(by_class.items())), price)
+        spread = stages_per_machine(ordered) if self.engine.layout.same_devices_per_machine else None
+        return Recipe(index, stages, users, speed, tuple(sorted(by_class.items())), price, spread)
 
     def build(self) -> CandidateSet:
         """Every recipe worth considering, and every rejection with its reason; stops at the
         deadline with what it has (and says so)."""
-        out = CandidateSet(self.model, self.mix, self.request, self.cluster, self.classes, self.units)
+        out = CandidateSet(self.model, self.mix, self.request, self.cluster, self.engine, self.classes, self.units)
+        for index, why in self.unsupported.items():
+            out.rejections.append(Rejection(self.classes[index].key, why))
         if not self.units:
-            out.rejections.append(Rejection("any layout", "no device class supports a legal tensor-parallel size"))
+            if not self.unsupported:
+                out.rejections.append(Rejection("any layout", "no device class supports a legal tensor-parallel size"))
             return out
         total_devices = sum(c.devices for c in self.classes)
         out.user_values = _user_values(self.request.users, total_devices, self.coarse)
@@ -236,22 +256,35 @@ class RecipeBuilder:
             counts[i] -= 1
         return self.build_recipe(units, users, 0, counts)
 
+    def _fits(self, unit: UnitType, stages: int, users: int) -> bool:
+        """The memory test alone: `stages` stages of `unit` hold the model for `users`."""
+        counts = even_counts(self.engine, stages, self.model.num_layers)
+        return isinstance(fill_layers(self.sizer, [unit] * stages, users, counts), list)
+
     def _smallest_pipeline(self, unit: UnitType, users: int) -> Recipe | str:
-        """The fewest stages of `unit` that hold the model for `users` (binary search: more stages
-        of the same unit never hold less), or why even the most that exist do not."""
+        """The fewest stages of `unit` that hold the model for `users` and that the engine can run.
+        The memory test is monotone (more stages of the same unit never hold less), so a binary
+        search finds the fewest that fit; the engine's layout rules (even splits, the same devices
+        on every machine) then take the first legal count from there."""
         most = min(unit.available, self.model.num_layers)
-        largest = self.build_recipe([unit] * most, users, 0)
-        if not isinstance(largest, Recipe):
-            return f"{most} stage(s): {largest}"
-        low, high, best = 1, most, largest
+        if unit.tp > 1 and not self.engine.layout.tensor_and_pipeline:
+            most = 1
+        if not self._fits(unit, most, users):
+            return f"{most} stage(s): {self.build_recipe([unit] * most, users, 0)}"
+        low, high = 1, most
         while low < high:
             middle = (low + high) // 2
-            result = self.build_recipe([unit] * middle, users, 0)
-            if isinstance(result, Recipe):
-                high, best = middle, result
+            if self._fits(unit, middle, users):
+                high = middle
             else:
                 low = middle + 1
-        return best if len(best.stages) == low else self.build_recipe([unit] * low, users, 0)
+        reason = ""
+        for stages in range(low, most + 1):
+            result = self.build_recipe([unit] * stages, users, 0)
+            if isinstance(result, Recipe):
+                return result
+            reason = reason or result
+        return f"{low}-{most} stage(s): {reason}"
 
     def _add(self, out: CandidateSet, recipe: Recipe, seen: set[tuple]) -> None:
         key = (tuple((s.unit.key, s.first_layer, s.last_layer_exclusive) for s in recipe.stages), recipe.users)
@@ -270,7 +303,7 @@ class RecipeBuilder:
             for combo in itertools.combinations(types, size):
                 self._check_time()
                 classes = [self.units[i].device_class.index for i in combo]
-                if len(set(classes)) < size:
+                if len(set(classes)) < size or check_units(self.engine, [self.units[i] for i in combo], self.model.num_layers):
                     continue
                 if total_devices > SMALL_CLUSTER_DEVICES and all(i in minimal for i in combo):
                     continue
@@ -328,8 +361,8 @@ def without_dominated(recipes: list[Recipe], objective: str) -> list[Recipe]:
 
 
 def build_candidates(model: ModelSpec, mix: PrecisionMix, request: ServeRequest, cluster: Cluster,
-                     calibrations: dict[str, SpeedCalibration], topology: Topology | None = None,
+                     calibrations: dict[str, SpeedCalibration], engine: EngineProfile, topology: Topology | None = None,
                      coarse: bool = False, deadline: float | None = None) -> CandidateSet:
-    """All recipes for serving `model` on `cluster` (coarse: fewer users-per-replica values),
-    built until `deadline` (a time.perf_counter() value) at the latest."""
-    return RecipeBuilder(model, mix, request, cluster, calibrations, topology, coarse, deadline).build()
+    """All recipes for serving `model` on `cluster` with `engine` (coarse: fewer users-per-replica
+    values), built until `deadline` (a time.perf_counter() value) at the latest."""
+    return RecipeBuilder(model, mix, request, cluster, calibrations, engine, topology, coarse, deadline).build()

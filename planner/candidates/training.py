@@ -9,11 +9,14 @@ from dataclasses import dataclass
 
 from planner.candidates.classes import DeviceClass, build_device_classes, tp_options
 from planner.estimate.engine import estimate_training_capacity_bytes
+from planner.estimate.engine_support import check_mix_on_device
+from planner.estimate.shards import split_layers, split_layers_first_last
 from planner.estimate.memory import estimate_training_memory
 from planner.estimate.parameters import estimate_parameters
 from planner.estimate.stage import MemoryEstimate
 from planner.estimate.training_speed import TrainingStep, estimate_training_flops, estimate_training_step
 from planner.estimate.zero import OFFLOADS, check_zero_layout, estimate_zero_partition, is_zero_useful
+from planner.schemas.engine import EngineProfile
 from planner.schemas.inventory import Cluster
 from planner.schemas.model import ModelSpec
 from planner.schemas.precision import PrecisionMix
@@ -91,12 +94,40 @@ def build_training_workload(request: TrainRequest, *, tp: int, zero_stage: int, 
     )
 
 
+def training_stages(engine: EngineProfile, num_layers: int, pipeline_parallel_size: int) -> list[range]:
+    """The layer ranges the engine gives its pipeline stages."""
+    assert engine.training is not None
+    if engine.training.pipeline_split == "first_last":
+        return split_layers_first_last(num_layers, pipeline_parallel_size)
+    return split_layers(num_layers, pipeline_parallel_size)
+
+
+def check_training_layout(engine: EngineProfile, cls: DeviceClass, tp: int, pp: int, dp: int, zero: int, offload: str) -> str | None:
+    """Why the training engine cannot run this layout, or None."""
+    rules, layout = engine.training, engine.layout
+    assert rules is not None
+    if tp > 1 and layout.tensor_parallel == "none":
+        return f"{engine.name} runs no tensor parallelism"
+    if pp > 1 and layout.pipeline == "none":
+        return f"{engine.name} runs no pipeline"
+    if zero not in rules.zero_stages:
+        return f"{engine.name} runs ZeRO stages {', '.join(map(str, rules.zero_stages))}"
+    if pp > 1 and rules.pipeline_max_zero_stage is not None and zero > rules.pipeline_max_zero_stage:
+        return f"{engine.name} rejects ZeRO-{zero} with pipeline parallelism"
+    if offload not in rules.offloads:
+        return f"{engine.name} does not offload {offload}"
+    devices = tp * pp * dp
+    if layout.same_devices_per_machine and devices > cls.devices_per_node and devices % cls.devices_per_node:
+        return f"{engine.name} runs the same number of devices on every machine"
+    return None
+
+
 def build_training_candidates(
     model: ModelSpec, mix: PrecisionMix, request: TrainRequest, cluster: Cluster,
-    calibrations: dict[str, SpeedCalibration], topology: Topology, deadline: float | None = None,
+    calibrations: dict[str, SpeedCalibration], topology: Topology, engine: EngineProfile, deadline: float | None = None,
 ) -> TrainingCandidates:
-    """Every layout that fits, per device class (training runs on one class of devices), built
-    until `deadline` (a time.perf_counter() value) at the latest."""
+    """Every layout the engine runs that fits, per device class (training runs on one class of
+    devices), built until `deadline` (a time.perf_counter() value) at the latest."""
     counts = estimate_parameters(model)
     active = counts.active_parameters
 
@@ -107,6 +138,10 @@ def build_training_candidates(
     offloads = [request.offload] if request.offload != "auto" else list(OFFLOADS)
     recomputes = [request.recompute] if request.recompute != "auto" else list(RECOMPUTES)
     for cls in classes:
+        unsupported = check_mix_on_device(engine, model, mix, cls.spec)
+        if unsupported:
+            rejections.append(f"{cls.key}: {unsupported}")
+            continue
         capacity = _capacity(cls, cluster)
         calibration = calibrations[cls.spec.calibration_class]
         intra = topology.route(cls.device_ids[0][0], cls.device_ids[0][-1]) if cls.devices_per_node > 1 else None
@@ -123,10 +158,16 @@ def build_training_candidates(
                     if check_zero_layout(zero, dp, offload) or not is_zero_useful(zero, dp, offload):
                         continue
                     label = f"{cls.key}: tp{tp} pp{pp} dp{dp} ZeRO-{zero} offload {offload} recompute {recompute}"
+                    refused = check_training_layout(engine, cls, tp, pp, dp, zero, offload)
+                    if refused:
+                        if request.zero_stage != "auto" or request.offload != "auto":
+                            rejections.append(f"{label}: {refused}")
+                        continue
                     workload = build_training_workload(request, tp=tp, zero_stage=zero, offload=offload, recompute=recompute)
                     memory = estimate_training_memory(
                         model, mix, workload,
-                        Parallelism(tensor_parallel_size=tp, pipeline_parallel_size=pp, data_parallel_size=dp))
+                        Parallelism(tensor_parallel_size=tp, pipeline_parallel_size=pp, data_parallel_size=dp),
+                        training_stages(engine, model.num_layers, pp))
                     peak = memory.peak
                     if peak.total_bytes > capacity:
                         rejections.append(f"{label}: needs {to_gb(peak.total_bytes):,.1f} GB per device, has "

@@ -128,7 +128,7 @@ def main() -> None:
 
 # ----------------------------------------------------------------------------- plan memory
 @main.command()
-@use("model", "params", "weights", "kv_cache", "embedding", "lm_head", "attention", "dense_mlp", "experts", "shared_experts",
+@use("model", "params", "engine", "weights", "kv_cache", "embedding", "lm_head", "attention", "dense_mlp", "experts", "shared_experts",
      "users", "context", "prefill_chunk", "overhead", "runtime_reserve_gib", "mode", "optimizer", "zero_stage", "offload",
      "recompute", "micro_batch_size", "sequence_length", "sequence_parallel", "lora_rank", "qlora", "fp32_training",
      "estimator", "largest_layer_params", "tensor_parallel_size", "pipeline_parallel_size", "data_parallel_size", "fmt")
@@ -145,7 +145,7 @@ def memory(ctx: click.Context, **params: Any) -> None:
 
 # ----------------------------------------------------------------------------- plan deploy
 @main.command()
-@use("inventory", "model", "weights", "kv_cache", "embedding", "lm_head", "attention", "dense_mlp", "experts", "shared_experts",
+@use("inventory", "model", "engine", "weights", "kv_cache", "embedding", "lm_head", "attention", "dense_mlp", "experts", "shared_experts",
      "users", "context", "prompt_tokens", "prefill_chunk", "min_tokens_per_s", "objective", "gpu_memory_utilization",
      "overhead", "runtime_reserve_gib", "time_limit", "mode", "global_batch_size", "micro_batch_size", "sequence_length",
      "optimizer", "recompute", "zero_stage", "offload", "lora_rank", "qlora", "fp32_training", "output", "fmt")

@@ -55,6 +55,10 @@ OPTIONS: dict[str, Callable[[Callable[..., Any]], Callable[..., Any]]] = {
                           help="Catalog name, HF repo id, config.json, a model folder, a .safetensors or .gguf file."),
     "params": click.option("--params", metavar="SIZE", help="A bare parameter count (70B, 7.5e9) for the seed's quick estimate."),
     "inventory": click.option("--inventory", required=True, metavar="FILE", help="Inventory YAML (see inventories/)."),
+    # engine
+    "engine": click.option("--engine", metavar="NAME", default=None,
+                           help="Serving: vllm, sglang, llama.cpp, exo, mlx-lm; training: deepspeed, megatron "
+                                "[default: chosen from the inventory and precision, docs/engines.md]."),
     # precision
     "weights": click.option("--weights", metavar="FMT",
                             help="Weight format (bf16, fp8, int8, int4, nf4, mxfp4, q4_k_m...) [default: the checkpoint's]."),

@@ -45,6 +45,7 @@ class TrainingArgs(PrecisionArgs):
     """The training options `plan memory` and `plan deploy` share."""
 
     mode: Mode = "serve"
+    engine: str | None = Field(None, max_length=100, description="Engine profile id.")
     overhead: float | None = Field(None, ge=0, le=1, description="The seed's O on weights.")
     runtime_reserve_gib: float | None = Field(None, ge=0, le=1e6, description="Per-device memory outside the engine, GiB.")
     optimizer: Optimizer = "adamw"

@@ -16,7 +16,8 @@ from planner.assign.train import build_train_plan
 from planner.candidates.recipes import build_candidates
 from planner.candidates.training import build_training_candidates, build_training_workload
 from planner.commands.args import DeployArgs
-from planner.commands.memory import resolve_context, resolve_lora, resolve_mix, resolve_overhead, resolve_reserve
+from planner.commands.engine import resolve_engine
+from planner.commands.memory import resolve_context, resolve_lora, resolve_overhead, resolve_reserve
 from planner.errors import InputError
 from planner.estimate.zero import check_zero_layout
 from planner.explain import explain_binding, explain_changes
@@ -86,9 +87,9 @@ def run_deploy(args: DeployArgs) -> DeployResult:
         raise InputError(f"a {args.prompt_tokens:,}-token prompt does not fit a {context:,}-token context", field="--prompt-tokens")
     if args.objective == "cost":
         _check_prices(cluster)
-    mix = resolve_mix(args, model)
+    engine, mix, engine_ref = resolve_engine(args, cluster, model)
     request = _typed(ServePlanRequest,
-        model=build_model_ref(model), precision=build_precision_out(mix), users=args.users, context=context,
+        model=build_model_ref(model), precision=build_precision_out(mix), engine=engine_ref, users=args.users, context=context,
         prompt_tokens=args.prompt_tokens, prefill_chunk=args.prefill_chunk, min_tokens_per_s=args.min_tokens_per_s,
         objective=args.objective, gpu_memory_utilization=args.gpu_memory_utilization,
         overhead_factor=resolve_overhead(args, exact=True), runtime_reserve_bytes=resolve_reserve(args),
@@ -96,19 +97,19 @@ def run_deploy(args: DeployArgs) -> DeployResult:
     )
     calibrations = load_calibration()
     topology = build_topology(cluster)
-    candidates = build_candidates(model, mix, request, cluster, calibrations, topology, deadline=deadline)
+    candidates = build_candidates(model, mix, request, cluster, calibrations, engine, topology, deadline=deadline)
     built = time.perf_counter()
     result = solve_candidates(candidates, time_limit_s=max(0.0, deadline - built))
     if candidates.stopped_early and result.status == SolveStatus.INFEASIBLE:
         result = replace(result, status=SolveStatus.TIMED_OUT, copies={})  # not a proof: the search was cut short
     solved = time.perf_counter()
     plan = build_serve_plan(candidates, result, request=request, inventory=build_inventory_ref(cluster))
-    problems = check_serve_plan(plan, model, mix, cluster, calibrations, topology)
+    problems = check_serve_plan(plan, model, mix, cluster, calibrations, topology, engine)
     explanation: list[str] = []
     if result.status == SolveStatus.INFEASIBLE:
         explanation = explain_binding(candidates)
         changes = explain_changes(
-            model, mix, request, cluster, calibrations, weight_formats=load_weight_formats(), kv_formats=load_kv_formats(),
+            model, mix, request, cluster, calibrations, engine, weight_formats=load_weight_formats(), kv_formats=load_kv_formats(),
             hardware=list(load_hardware_catalog().values()), links=load_link_catalog(), deadline=deadline,
         )
         if changes:
@@ -134,9 +135,10 @@ def _run_train(args: DeployArgs, cluster: Cluster, model: ModelSpec, start: floa
         problem = check_zero_layout(int(args.zero_stage), 2, args.offload)
         if problem:
             raise InputError(problem, field="--offload")
-    mix = resolve_mix(args, model)
+    engine, mix, engine_ref = resolve_engine(args, cluster, model)
     request = _typed(TrainPlanRequest,
-        model=build_model_ref(model), precision=build_precision_out(mix), global_batch_size=args.global_batch_size,
+        model=build_model_ref(model), precision=build_precision_out(mix), engine=engine_ref,
+        global_batch_size=args.global_batch_size,
         micro_batch_size=args.micro_batch_size, sequence_length=sequence, optimizer=args.optimizer,
         mixed_precision=not args.fp32_training, recompute=args.recompute, zero_stage=args.zero_stage, offload=args.offload,
         lora=resolve_lora(args), overhead_factor=resolve_overhead(args, exact=True), runtime_reserve_bytes=resolve_reserve(args),
@@ -144,7 +146,7 @@ def _run_train(args: DeployArgs, cluster: Cluster, model: ModelSpec, start: floa
     )
     calibrations = load_calibration()
     topology = build_topology(cluster)
-    candidates = build_training_candidates(model, mix, request, cluster, calibrations, topology, deadline=deadline)
+    candidates = build_training_candidates(model, mix, request, cluster, calibrations, topology, engine, deadline=deadline)
     built = time.perf_counter()
     choice = solve_training(candidates, time_limit_s=max(0.001, deadline - built))
     if candidates.stopped_early and choice.index is None:
@@ -156,7 +158,7 @@ def _run_train(args: DeployArgs, cluster: Cluster, model: ModelSpec, start: floa
     if plan.layout is not None:
         workload = build_training_workload(request, tp=plan.layout.tensor_parallel_size, zero_stage=plan.layout.zero_stage,
                                            offload=plan.layout.offload, recompute=plan.layout.recompute)
-        problems = check_train_plan(plan, model, mix, workload, cluster)
+        problems = check_train_plan(plan, model, mix, workload, cluster, engine)
     elif candidates.stopped_early:
         explanation = [f"The time limit ({args.time_limit:g} s) came before any training layout was found; this is not "
                        f"a proof that none exists. Try a larger --time-limit."]

@@ -37,15 +37,26 @@ def resolve_context(requested: int | None, model: ModelSpec, field: str = "--con
     return context
 
 
-def resolve_mix(args: TrainingArgs, model: ModelSpec) -> PrecisionMix:
-    """The precision mix the options name; defaults to the checkpoint as stored (or its dtype),
-    nf4 for QLoRA."""
-    weights = args.weights or ("nf4" if args.qlora else ("checkpoint" if model.checkpoint else model.dtype))
-    check_weights_choice(weights, model)
-    return build_precision_mix(
-        weights, args.kv_cache or model.dtype, embedding=args.embedding, lm_head=args.lm_head, attention=args.attention,
-        dense_mlp=args.dense_mlp, experts=args.experts, shared_experts=args.shared_experts,
-    )
+def resolve_mix(args: TrainingArgs, model: ModelSpec, weights: str | None = None) -> PrecisionMix:
+    """The precision mix the options name. Unset, the weights follow how the model ships: a
+    checkpoint as stored, a quantised release in its own format (DeepSeek-V3 in block FP8,
+    gpt-oss with MXFP4 experts), else its dtype; nf4 for QLoRA. `weights` replaces the default
+    (an engine's fallback) but never what the user asked for."""
+    overrides = {"embedding": args.embedding, "lm_head": args.lm_head, "attention": args.attention,
+                 "dense_mlp": args.dense_mlp, "experts": args.experts, "shared_experts": args.shared_experts}
+    chosen = args.weights or weights
+    if chosen is None:
+        if args.qlora:
+            chosen = "nf4"
+        elif model.checkpoint:
+            chosen = "checkpoint"
+        elif model.shipped is not None:
+            chosen = model.shipped.weights
+            overrides = {**model.shipped.overrides, **{k: v for k, v in overrides.items() if v}}
+        else:
+            chosen = model.dtype
+    check_weights_choice(chosen, model)
+    return build_precision_mix(chosen, args.kv_cache or model.dtype, **overrides)
 
 
 def resolve_overhead(args: TrainingArgs, *, exact: bool) -> float:

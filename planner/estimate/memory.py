@@ -61,7 +61,8 @@ def estimate_lora_adapter_tensors(tensors: list[TensorBytes], workload: TrainWor
 
 
 def estimate_training_memory(
-    model: ModelSpec, mix: PrecisionMix, workload: TrainWorkload, parallelism: Parallelism | None = None
+    model: ModelSpec, mix: PrecisionMix, workload: TrainWorkload, parallelism: Parallelism | None = None,
+    stages: list[range] | None = None,
 ) -> MemoryEstimate:
     """Memory per device for one training step (mixed precision, ZeRO, offload, LoRA/QLoRA).
 
@@ -72,7 +73,7 @@ def estimate_training_memory(
     parallelism = parallelism or Parallelism()
     t, p, dp = parallelism.tensor_parallel_size, parallelism.pipeline_parallel_size, parallelism.data_parallel_size
     zero = workload.zero_stage
-    stages = split_layers(model.num_layers, p)
+    stages = stages or split_layers(model.num_layers, p)
     weight_bytes = 2 if workload.mixed_precision else 4
     master_bytes = 4 if workload.mixed_precision else 0
     all_weights = estimate_weight_bytes(model, mix)

@@ -45,3 +45,24 @@ def split_layers(num_layers: int, pipeline_parallel_size: int) -> list[range]:
         out.append(range(start, start + count))
         start += count
     return out
+
+
+def split_layers_first_last(num_layers: int, pipeline_parallel_size: int) -> list[range]:
+    """Megatron-LM's uneven split: equal middle stages, the remainder on the first and last
+    (--decoder-first/last-pipeline-num-layers; the middle layers must divide by the middle stages,
+    megatron/core/transformer/transformer_config.py)."""
+    p = pipeline_parallel_size
+    if p > num_layers:
+        raise ValueError(f"pipeline_parallel_size {p} exceeds the {num_layers} layers")
+    base, extra = divmod(num_layers, p)
+    if p == 1 or extra == 0:
+        counts = [base] * p
+    elif p == 2:
+        counts = [base + extra - extra // 2, base + extra // 2]
+    else:
+        counts = [base + extra - extra // 2] + [base] * (p - 2) + [base + extra // 2]
+    out, start = [], 0
+    for count in counts:
+        out.append(range(start, start + count))
+        start += count
+    return out

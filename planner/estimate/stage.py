@@ -102,8 +102,10 @@ class StageSizer:
     stage's memory."""
 
     def __init__(self, model: ModelSpec, mix: PrecisionMix, weights: WeightEstimate, *, context: int,
-                 prefill_chunk: int, overhead_factor: float, runtime_reserve_bytes: float) -> None:
+                 prefill_chunk: int, overhead_factor: float, runtime_reserve_bytes: float,
+                 embedding_on_host: bool = False) -> None:
         self.model, self.mix, self.weights = model, mix, weights
+        self.embedding_on_host = embedding_on_host  # llama.cpp keeps token_embd in host memory
         self.context, self.prefill_chunk = context, prefill_chunk
         self.overhead_factor, self.runtime_reserve_bytes = overhead_factor, runtime_reserve_bytes
         self._ranks: dict[int, _PerRank] = {}
@@ -139,8 +141,8 @@ class StageSizer:
     def outer_weight_bytes(self, tp: int, *, first: bool, last: bool) -> float:
         """Embedding (first stage; the last too when tied) and head (last stage) bytes on one rank."""
         rank = self._rank(tp)
-        embedding = rank.embedding if (first or (last and self.model.tie_word_embeddings)) else 0.0
-        return embedding + (rank.head if last else 0.0)
+        on_device = (first and not self.embedding_on_host) or (last and self.model.tie_word_embeddings)
+        return (rank.embedding if on_device else 0.0) + (rank.head if last else 0.0)
 
     def _parts(self, a: int, b: int, first: bool, last: bool, tp: int, users: int) -> tuple[float, float, float, float]:
         rank = self._rank(tp)

@@ -52,6 +52,7 @@ def _integer_format(name: str, field: str) -> PrecisionFormat | None:
     overhead = f"+ {16 + (bits if asym else 0)}/{group}" if group else "per-channel scale not counted"
     return PrecisionFormat(
         id=name,
+        family="int8" if bits == 8 else "int4",
         description=f"{bits}-bit integers, {'asymmetric' if asym else 'symmetric'}, "
         + (f"fp16 scale per group of {group}" if group else "per-channel scale"),
         source=f"GPTQ/AWQ group quantisation (arXiv:2210.17323, arXiv:2306.00978): {bits} {overhead} bits",

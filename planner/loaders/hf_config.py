@@ -30,7 +30,7 @@ from planner.limits import (
 from planner.loaders.files import is_folder, probe, read_text
 from planner.loaders.validation import to_input_error
 from planner.loaders.yamlfile import Located, parse_json_text, parse_yaml_text
-from planner.schemas.model import MLASpec, ModelSpec, MoESpec
+from planner.schemas.model import MLASpec, ModelSpec, MoESpec, ShippedPrecision
 
 # Generic spellings of each field across model families, tried in order.
 _LAYERS = ("num_hidden_layers", "n_layer", "num_layers")
@@ -222,6 +222,41 @@ def _mla(reader: _Reader) -> MLASpec | None:
     return MLASpec(q_lora_rank=q_rank, **values)
 
 
+def _shipped(config: dict[str, Any]) -> ShippedPrecision | None:
+    """How the published checkpoint is quantised, from its quantization_config (None when it is
+    not, or in a way the planner does not name): fp8 with 128x128 blocks (DeepSeek), MXFP4 experts
+    (gpt-oss), GPTQ/AWQ, compressed-tensors, bitsandbytes."""
+    quant = config.get("quantization_config")
+    if not isinstance(quant, dict) or not isinstance(quant.get("quant_method"), str):
+        return None
+    method = quant["quant_method"].lower()
+    bits = quant.get("bits") if isinstance(quant.get("bits"), int) else 4
+    if method == "fp8":
+        block = quant.get("weight_block_size")
+        return ShippedPrecision(weights="fp8_block128" if block == [128, 128] else "fp8", method=method)
+    if method == "mxfp4":
+        modules = quant.get("modules_to_not_convert")
+        skipped = " ".join(str(m) for m in modules) if isinstance(modules, list) else ""
+        if "self_attn" in skipped or "attn" in skipped:
+            return ShippedPrecision(weights="bf16", overrides={"experts": "mxfp4"}, method=method)
+        return ShippedPrecision(weights="mxfp4", method=method)
+    if method in ("gptq", "awq") and bits == 4 and quant.get("group_size", 128) == 128:
+        return ShippedPrecision(weights=f"{method}-int4", method=method)
+    if method == "bitsandbytes":
+        return ShippedPrecision(weights="nf4" if quant.get("load_in_4bit") else "int8", method=method)
+    groups = quant.get("config_groups")
+    if method == "compressed-tensors" and isinstance(groups, dict):
+        for group in groups.values():
+            weights = group.get("weights") if isinstance(group, dict) else None
+            if isinstance(weights, dict) and isinstance(weights.get("num_bits"), int):
+                n, kind = weights["num_bits"], weights.get("type", "int")
+                if kind == "float" and n == 8:
+                    return ShippedPrecision(weights="fp8", method=method)
+                if kind == "int" and n in (4, 8):
+                    return ShippedPrecision(weights=f"int{n}", method=method)
+    return None
+
+
 def build_model_spec(config: dict[str, Any], *, name: str, source: str | None, located: Located | None = None,
                      origin: str = "config") -> ModelSpec:
     """Build a ModelSpec from a config.json dict."""
@@ -271,6 +306,7 @@ def build_model_spec(config: dict[str, Any], *, name: str, source: str | None, l
             max_context=context,
             mtp_layers=reader.integer("num_nextn_predict_layers", minimum=0, maximum=MAX_LAYERS, default=0) or 0,
             dtype=_DTYPES.get(str(dtype_value), "bf16"),
+            shipped=_shipped(config),
         )
     except ValidationError as exc:
         raise to_input_error(exc, located=located) from None

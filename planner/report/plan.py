@@ -32,7 +32,9 @@ def _bar(memory: dict[str, int]) -> str:
 def _header(data: dict[str, Any]) -> list[str]:
     request = data["request"]
     model = request["model"]
-    lines = [f"Plan for {model['name']} on {data['inventory']['name']} ({data['mode']}): {data['solver']['status']}"]
+    engine = request["engine"]
+    lines = [f"Plan for {model['name']} on {data['inventory']['name']} with {engine['name']} {engine['version']} "
+             f"({data['mode']}): {data['solver']['status']}"]
     precision = request["precision"]
     settings = [f"weights {precision['weights']}", f"KV cache {precision['kv_cache']}"] if data["mode"] == "serve" else [
         f"weights {precision['weights']}"]
@@ -40,6 +42,7 @@ def _header(data: dict[str, Any]) -> list[str]:
     if data["mode"] == "train" and request.get("lora"):
         settings.append(f"LoRA rank {request['lora']['rank']}")
     lines.append("Request: " + ", ".join(settings))
+    lines.append(f"Engine: {engine['name']} ({'--engine' if engine['chosen_by'] == 'option' else engine['reason']})")
     solver = data["solver"]
     value = "" if solver["objective"] is None else f" = {solver['objective']:,.3f} {solver['objective_unit']}"
     bound = "" if solver["bound"] is None or solver["gap"] is None else f", bound {solver['bound']:,.3f}, gap {solver['gap']:.2%}"

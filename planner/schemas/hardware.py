@@ -47,6 +47,14 @@ class HardwareSpec(_Frozen):
     pcie_lanes: int | None = Field(None, ge=1, le=16, description="PCIe lanes of the host link.")
     power_w: float | None = Field(None, gt=0, description="Board power (TDP/TGP) in watts; whole machine for Apple Silicon.")
     price: Price | None = Field(None, description="An optional price with its date and source.")
+    compute_capability: str | None = Field(
+        None, pattern=r"^\d{1,2}\.\d$", description="NVIDIA CUDA compute capability (8.0 A100, 8.9 Ada, 9.0 Hopper...): what kernels an engine can use."
+    )
+    gfx_target: str | None = Field(None, pattern=r"^gfx[0-9a-f]{3,4}$", description="AMD GPU architecture (gfx90a, gfx942, gfx1100): what ROCm supports.")
+    cuda_reported_gib: float | None = Field(
+        None, gt=0, description="Total memory the driver reports to CUDA/ROCm (torch.cuda.mem_get_info), measured; engines size from it."
+    )
+    cuda_reported_source: str | None = Field(None, description="Where cuda_reported_gib was seen.")
     speed_class: str | None = Field(
         None, description="Speed-model class when it differs from the one derived from kind, vendor and bandwidth."
     )
@@ -59,6 +67,12 @@ class HardwareSpec(_Frozen):
             raise ValueError("unified_memory must be true exactly for apple-silicon and soc devices")
         if (self.nvlink_generation is None) != (self.nvlink_bandwidth_gb_s is None):
             raise ValueError("nvlink_generation and nvlink_bandwidth_gb_s go together")
+        if (self.cuda_reported_gib is None) != (self.cuda_reported_source is None):
+            raise ValueError("cuda_reported_gib needs its cuda_reported_source")
+        if self.compute_capability is not None and self.vendor != "nvidia":
+            raise ValueError("compute_capability is an NVIDIA figure")
+        if self.gfx_target is not None and self.vendor != "amd":
+            raise ValueError("gfx_target is an AMD figure")
         return self
 
     @property
@@ -70,6 +84,11 @@ class HardwareSpec(_Frozen):
         if self.kind != "gpu":
             return self.kind
         return f"{self.vendor}-{'hbm' if self.memory_bandwidth_gb_s >= 1500 else 'gddr'}"
+
+    @property
+    def capability(self) -> float | None:
+        """Compute capability as a number (8.9), or None."""
+        return float(self.compute_capability) if self.compute_capability else None
 
     @property
     def bf16(self) -> float:

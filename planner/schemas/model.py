@@ -57,6 +57,14 @@ class MLASpec(_Frozen):
     v_head_dim: int = Field(gt=0, description="Width of each value head.")
 
 
+class ShippedPrecision(_Frozen):
+    """How the published checkpoint stores the weights (its quantization_config), as format ids."""
+
+    weights: str = Field(description="Format of the matrices no override names.")
+    overrides: dict[str, str] = Field(default_factory=dict, description="Component -> format, e.g. experts -> mxfp4.")
+    method: str = Field(description="The quant_method the config names.")
+
+
 class ModelSpec(_Frozen):
     """A decoder-only transformer, with every field that changes a tensor shape or the cache."""
 
@@ -95,6 +103,7 @@ class ModelSpec(_Frozen):
     max_context: int = Field(gt=0, description="Longest context the model supports (max_position_embeddings).")
     mtp_layers: int = Field(0, ge=0, description="Multi-token-prediction modules in the checkpoint (not served).")
     dtype: str = Field("bf16", description="Precision the checkpoint is published in.")
+    shipped: ShippedPrecision | None = Field(None, description="The published checkpoint's quantisation, when it has one.")
     checkpoint: CheckpointInfo | None = Field(None, description="Tensors read from a checkpoint on disk, if any.")
 
     @model_validator(mode="after")

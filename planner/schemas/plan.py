@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from planner.schemas.serving import ServeRequest
 from planner.schemas.training import TrainRequest
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 
 class SolveStatus(str, Enum):
@@ -51,11 +51,22 @@ class PrecisionOut(_Out):
     components: dict[str, str] = Field(description="Format of each model component (overrides included).")
 
 
+class EngineRef(_Out):
+    """The engine the plan is for, at the version its figures assume."""
+
+    id: str = Field(description="Engine profile id (planner/catalog/engines/): vllm, sglang, llama.cpp, exo, mlx-lm, deepspeed, megatron.")
+    name: str = Field(description="Display name.")
+    version: str = Field(description="The engine version the profile's rules and memory figures assume.")
+    chosen_by: Literal["option", "rule"] = Field(description="--engine, or the documented rule (docs/engines.md).")
+    reason: str = Field(description="Why this engine.")
+
+
 class ServePlanRequest(ServeRequest):
     """Every input that shaped a serving plan."""
 
     model: ModelRef = Field(description="The model.")
     precision: PrecisionOut = Field(description="The precision mix.")
+    engine: EngineRef = Field(description="The engine the plan runs on.")
 
 
 class TrainPlanRequest(TrainRequest):
@@ -63,6 +74,7 @@ class TrainPlanRequest(TrainRequest):
 
     model: ModelRef = Field(description="The model.")
     precision: PrecisionOut = Field(description="The precision mix (of the frozen base, for LoRA/QLoRA).")
+    engine: EngineRef = Field(description="The training engine.")
 
 
 class InventoryRef(_Out):
@@ -158,7 +170,7 @@ class CapacityOut(_Out):
 class ServePlan(_Out):
     """A serving plan."""
 
-    schema_version: Literal[1] = Field(SCHEMA_VERSION, description="Version of this document's schema.")
+    schema_version: Literal[2] = Field(SCHEMA_VERSION, description="Version of this document's schema.")
     mode: Literal["serve"] = Field("serve", description="A serving plan.")
     request: ServePlanRequest = Field(description="Every input that shaped the plan.")
     inventory: InventoryRef = Field(description="The inventory planned on.")
@@ -242,7 +254,7 @@ class TrainPerformanceOut(_Out):
 class TrainPlan(_Out):
     """A training plan."""
 
-    schema_version: Literal[1] = Field(SCHEMA_VERSION, description="Version of this document's schema.")
+    schema_version: Literal[2] = Field(SCHEMA_VERSION, description="Version of this document's schema.")
     mode: Literal["train"] = Field("train", description="A training plan.")
     request: TrainPlanRequest = Field(description="Every input that shaped the plan.")
     inventory: InventoryRef = Field(description="The inventory planned on.")

@@ -12,6 +12,8 @@ TensorKind = Literal[
     "token_embd", "lm_head", "attn_q", "attn_k", "attn_v", "attn_output", "attn_q_a", "attn_q_b",
     "attn_kv_a", "attn_kv_b", "ffn_gate", "ffn_up", "ffn_down", "ffn_gate_inp",
 ]
+# What an engine must implement to run a format: its profile lists these (planner/catalog/engines/).
+FormatFamily = Literal["checkpoint", "float", "fp8", "int8", "int4", "nf4", "mxfp4", "nvfp4", "gguf", "mlx"]
 Component = Literal["embedding", "attention", "dense_mlp", "router", "experts", "shared_experts", "norms", "lm_head"]
 COMPONENTS: tuple[Component, ...] = (
     "embedding", "attention", "dense_mlp", "router", "experts", "shared_experts", "norms", "lm_head",
@@ -40,6 +42,7 @@ class PrecisionFormat(_Frozen):
     """One storage format with its exact bits per weight, scales included."""
 
     id: str = Field(description="Name used on the command line (e.g. int4, q4_k_m, nf4).")
+    family: FormatFamily = Field(description="The kind of kernel an engine needs to run it (engine profiles list families).")
     description: str = Field(description="One line: what the format is.")
     source: str = Field(description="Where the layout and its overhead come from.")
     element_bits: float | None = Field(None, gt=0, description="Bits of one stored element before scales.")

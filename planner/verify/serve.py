@@ -16,7 +16,9 @@ from planner.estimate.engine import estimate_engine_capacity_bytes
 from planner.estimate.parallelism import check_tensor_parallel_size
 from planner.estimate.performance import StagePlan, estimate_replica_speed
 from planner.estimate.shards import estimate_shard_fraction, is_on_stage
+from planner.estimate.engine_support import family_of
 from planner.estimate.weights import WeightEstimate, estimate_weight_bytes
+from planner.schemas.engine import EngineProfile
 from planner.schemas.inventory import Cluster, Device
 from planner.schemas.model import ModelSpec
 from planner.schemas.plan import ReplicaOut, ServePlan
@@ -25,16 +27,23 @@ from planner.schemas.serving import ServeRequest
 from planner.schemas.speed import SpeedCalibration
 from planner.topology import Topology
 from planner.units import to_gb
+from planner.verify.engine import check_serve_engine
 
 TOLERANCE_BYTES = 1.0
 REPORTED_TOLERANCE = 1e-6  # relative: the plan's figure and the recomputed one agree this closely
 
 
 def estimate_device_need_bytes(model: ModelSpec, mix: PrecisionMix, weights: WeightEstimate, request: ServeRequest, *,
-                               layers: range, first: bool, last: bool, tp: int, users: int) -> float:
+                               layers: range, first: bool, last: bool, tp: int, users: int,
+                               embedding_on_host: bool = False) -> float:
     """What one device of a stage needs, summed tensor by tensor and layer by layer."""
-    w = sum(item.bytes * estimate_shard_fraction(item.tensor, model, tp) for item in weights.tensors
-            if is_on_stage(item.tensor, model, layers, first=first, last=last))
+    w = 0.0
+    for item in weights.tensors:
+        if not is_on_stage(item.tensor, model, layers, first=first, last=last):
+            continue
+        if embedding_on_host and item.tensor.kind == "token_embd" and not (last and model.tie_word_embeddings):
+            continue  # the engine keeps the input embedding in host memory
+        w += item.bytes * estimate_shard_fraction(item.tensor, model, tp)
     attention = build_layer_attention(model, mix.kv_cache_dtype, tp)
     kv = sum(attention[i].cache_bytes(request.context, users) for i in layers)
     act = estimate_prefill_activation_bytes(model, min(request.prefill_chunk, request.context * users), tp, layers)
@@ -44,7 +53,8 @@ def estimate_device_need_bytes(model: ModelSpec, mix: PrecisionMix, weights: Wei
 
 
 def _check_replica(replica: ReplicaOut, model: ModelSpec, mix: PrecisionMix, weights: WeightEstimate,
-                   request: ServeRequest, devices: dict[str, Device], seen: set[str]) -> tuple[list[str], list[tuple]]:
+                   request: ServeRequest, devices: dict[str, Device], seen: set[str],
+                   embedding_on_host: bool) -> tuple[list[str], list[tuple]]:
     problems: list[str] = []
     stages: list[tuple] = []
     expected_start = 0
@@ -74,7 +84,8 @@ def _check_replica(replica: ReplicaOut, model: ModelSpec, mix: PrecisionMix, wei
         if not known or end <= start or end > model.num_layers:
             continue
         need = estimate_device_need_bytes(model, mix, weights, request, layers=range(start, end), first=k == 0,
-                                          last=k == last_index, tp=t, users=replica.users)
+                                          last=k == last_index, tp=t, users=replica.users,
+                                          embedding_on_host=embedding_on_host)
         for device, out in zip(known, (d for d in stage.devices if d.id in devices)):
             capacity = estimate_engine_capacity_bytes(device, request.gpu_memory_utilization)
             if need > capacity + TOLERANCE_BYTES:
@@ -105,10 +116,12 @@ def _replica_speed(replica_stages: list[tuple], model: ModelSpec, mix: Precision
 
 
 def check_serve_plan(plan: ServePlan, model: ModelSpec, mix: PrecisionMix, cluster: Cluster,
-                     calibrations: dict[str, SpeedCalibration], topology: Topology) -> list[str]:
+                     calibrations: dict[str, SpeedCalibration], topology: Topology, engine: EngineProfile) -> list[str]:
     """Every violation found, in words; empty when the plan is sound."""
     if not plan.replicas:
         return []
+    if plan.request.engine.id != engine.id:
+        return [f"the plan is for {plan.request.engine.id}, checked against {engine.id}"]
     request = plan.request
     devices = {d.id: d for d in cluster.devices}
     weights = estimate_weight_bytes(model, mix)
@@ -117,7 +130,8 @@ def check_serve_plan(plan: ServePlan, model: ModelSpec, mix: PrecisionMix, clust
     users = 0
     for replica in plan.replicas:
         users += replica.users
-        found, stages = _check_replica(replica, model, mix, weights, request, devices, seen)
+        found, stages = _check_replica(replica, model, mix, weights, request, devices, seen,
+                                       engine.layout.embedding_on_host)
         problems += found
         if request.min_tokens_per_s and stages and len(stages) == len(replica.stages):
             speed = _replica_speed(stages, model, mix, weights, request, replica.users, calibrations, topology)
@@ -125,4 +139,7 @@ def check_serve_plan(plan: ServePlan, model: ModelSpec, mix: PrecisionMix, clust
                 problems.append(f"replica {replica.index}: {speed:,.1f} tokens/s per user, below {request.min_tokens_per_s:g}")
     if users != request.users:
         problems.append(f"the replicas serve {users} users, {request.users} were asked for")
-    return problems
+    families = list(dict.fromkeys(f for f in (family_of(i.format_id, mix) for i in weights.tensors) if f))
+    if model.checkpoint is not None and model.checkpoint.format == "gguf" and mix.weights.id == "checkpoint":
+        families = list(dict.fromkeys("gguf" if f in ("float", "int8") else f for f in families))
+    return problems + check_serve_engine(plan, engine, cluster, families, mix.kv_cache_dtype.family, model.num_layers)

@@ -11,18 +11,21 @@ from planner.estimate.activations import (
     estimate_training_logits_bytes,
 )
 from planner.estimate.engine import estimate_training_capacity_bytes
+from planner.estimate.engine_support import family_of
 from planner.estimate.memory import estimate_lora_adapter_tensors
 from planner.estimate.optimizer import estimate_optimizer_state_bytes
 from planner.estimate.parallelism import check_tensor_parallel_size
 from planner.estimate.shards import estimate_shard_fraction, is_on_stage
 from planner.estimate.weights import estimate_weight_bytes
 from planner.estimate.zero import check_zero_layout, estimate_zero_partition
+from planner.schemas.engine import EngineProfile
 from planner.schemas.inventory import Cluster
 from planner.schemas.model import ModelSpec
 from planner.schemas.plan import TrainLayoutOut, TrainPlan
 from planner.schemas.precision import PrecisionMix
 from planner.schemas.workload import TrainWorkload
 from planner.units import to_gb
+from planner.verify.engine import check_train_engine
 
 TOLERANCE_BYTES = 1.0
 REPORTED_TOLERANCE = 1e-6
@@ -65,7 +68,7 @@ def estimate_training_device_need(model: ModelSpec, mix: PrecisionMix, layout: T
 
 
 def check_train_plan(plan: TrainPlan, model: ModelSpec, mix: PrecisionMix, workload: TrainWorkload,
-                     cluster: Cluster) -> list[str]:
+                     cluster: Cluster, engine: EngineProfile) -> list[str]:
     """Every violation found, in words; empty when the plan is sound."""
     layout = plan.layout
     if layout is None or not plan.ranks:
@@ -115,4 +118,5 @@ def check_train_plan(plan: TrainPlan, model: ModelSpec, mix: PrecisionMix, workl
                     problems.append(f"{device.id}: the plan says {out.memory.total_bytes:,} bytes, recomputed {need:,.0f}")
         if expected != model.num_layers:
             problems.append(f"rank {rank.index}: layers end at {expected}, the model has {model.num_layers}")
-    return problems
+    families = list(dict.fromkeys(f for f in (family_of(i.format_id, mix) for i in estimate_weight_bytes(model, mix).tensors) if f))
+    return problems + check_train_engine(plan, engine, cluster, families, model.num_layers)

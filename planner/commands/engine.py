@@ -1,0 +1,58 @@
+"""Which engine a command plans for: --engine, or the documented rule; and the precision mix that
+engine runs (its fallback weights when the model's own format cannot run and none was asked for)."""
+
+from __future__ import annotations
+
+from planner.commands.args import TrainingArgs
+from planner.commands.memory import resolve_mix
+from planner.errors import InputError
+from planner.estimate.engine_choice import choose_engine, engine_order, engines_that_run
+from planner.estimate.engine_support import mix_families
+from planner.loaders.engines import find_engine, load_engine_catalog
+from planner.schemas.engine import EngineProfile
+from planner.schemas.inventory import Cluster
+from planner.schemas.model import ModelSpec
+from planner.schemas.plan import EngineRef
+from planner.schemas.precision import PrecisionMix
+
+
+def _ref(profile: EngineProfile, chosen_by: str, reason: str) -> EngineRef:
+    return EngineRef(id=profile.id, name=profile.name, version=profile.version, chosen_by=chosen_by, reason=reason)  # type: ignore[arg-type]
+
+
+def _refuse(args: TrainingArgs, cluster: Cluster, model: ModelSpec, mix: PrecisionMix, what: str) -> InputError:
+    profiles = load_engine_catalog()
+    able = engines_that_run(profiles, cluster, model, mix, args.mode)
+    families = ", ".join(mix_families(model, mix)) + f" weights with a {mix.kv_cache_dtype.id} KV cache"
+    hint = f"engines that can: {', '.join(able)} (--engine)" if able else "no engine here runs it; choose other --weights"
+    return InputError(f"{what} does not run {families} on any device of this inventory; {hint}",
+                      field="--engine" if args.engine else "--weights")
+
+
+def resolve_engine(args: TrainingArgs, cluster: Cluster, model: ModelSpec) -> tuple[EngineProfile, PrecisionMix, EngineRef]:
+    """The engine, the mix it runs and the plan's record of both, or exit 2 naming the engines that can."""
+    profiles = load_engine_catalog()
+    mix = resolve_mix(args, model)
+    if args.engine:
+        profile = find_engine(args.engine, kind=args.mode)
+        runs = engines_that_run({profile.id: profile}, cluster, model, mix, args.mode)
+        if runs:
+            return profile, mix, _ref(profile, "option", "--engine")
+        if not args.weights and profile.fallback_weights:
+            fallback = resolve_mix(args, model, weights=profile.fallback_weights)
+            if engines_that_run({profile.id: profile}, cluster, model, fallback, args.mode):
+                return profile, fallback, _ref(profile, "option", f"--engine; weights {profile.fallback_weights}, "
+                                               f"{profile.name}'s default for a model whose own format it cannot run")
+        raise _refuse(args, cluster, model, mix, profile.name)
+    profile, reason = choose_engine(profiles, cluster, model, mix, args.mode)
+    if profile is not None:
+        return profile, mix, _ref(profile, "rule", reason)
+    if not args.weights:
+        for engine_id in engine_order(cluster, args.mode, mix_families(model, mix))[0]:
+            candidate = profiles[engine_id]
+            if candidate.fallback_weights:
+                fallback = resolve_mix(args, model, weights=candidate.fallback_weights)
+                if engines_that_run({candidate.id: candidate}, cluster, model, fallback, args.mode):
+                    return candidate, fallback, _ref(candidate, "rule", f"{reason}; {candidate.name} with its default "
+                                                     f"weights {candidate.fallback_weights}")
+    raise _refuse(args, cluster, model, mix, "no engine of the rule")
