@@ -7,7 +7,7 @@ from planner.commands.args import TrainingArgs
 from planner.commands.memory import resolve_mix
 from planner.errors import InputError
 from planner.estimate.engine_choice import choose_engine, engine_order, engines_that_run
-from planner.estimate.engine_support import mix_families
+from planner.estimate.engine_support import mix_families, runs_on
 from planner.loaders.engines import find_engine, load_engine_catalog
 from planner.schemas.engine import EngineProfile
 from planner.schemas.inventory import Cluster
@@ -20,9 +20,18 @@ def _ref(profile: EngineProfile, chosen_by: str, reason: str) -> EngineRef:
     return EngineRef(id=profile.id, name=profile.name, version=profile.version, chosen_by=chosen_by, reason=reason)  # type: ignore[arg-type]
 
 
-def _refuse(args: TrainingArgs, cluster: Cluster, model: ModelSpec, mix: PrecisionMix, what: str) -> InputError:
+def _where(profile: EngineProfile) -> str:
+    return ", ".join(sorted({f"{w.vendor} {'/'.join(w.kinds)}" for w in profile.runs_on}))
+
+
+def _refuse(args: TrainingArgs, cluster: Cluster, model: ModelSpec, mix: PrecisionMix, what: str,
+            profile: EngineProfile | None = None) -> InputError:
     profiles = load_engine_catalog()
     able = engines_that_run(profiles, cluster, model, mix, args.mode)
+    if profile is not None and not any(runs_on(profile, d.spec) for d in cluster.devices):
+        others = f"; engines that can run this: {', '.join(able)} (--engine)" if able else ""
+        return InputError(f"{profile.name} runs on {_where(profile)} devices, none of which this inventory has{others}",
+                          field="--engine")
     families = ", ".join(mix_families(model, mix)) + f" weights with a {mix.kv_cache_dtype.id} KV cache"
     hint = f"engines that can: {', '.join(able)} (--engine)" if able else "no engine here runs it; choose other --weights"
     return InputError(f"{what} does not run {families} on any device of this inventory; {hint}",
@@ -43,7 +52,7 @@ def resolve_engine(args: TrainingArgs, cluster: Cluster, model: ModelSpec) -> tu
             if engines_that_run({profile.id: profile}, cluster, model, fallback, args.mode):
                 return profile, fallback, _ref(profile, "option", f"--engine; weights {profile.fallback_weights}, "
                                                f"{profile.name}'s default for a model whose own format it cannot run")
-        raise _refuse(args, cluster, model, mix, profile.name)
+        raise _refuse(args, cluster, model, mix, profile.name, profile)
     profile, reason = choose_engine(profiles, cluster, model, mix, args.mode)
     if profile is not None:
         return profile, mix, _ref(profile, "rule", reason)

@@ -29,7 +29,8 @@ def find_engine(name: str, *, kind: str | None = None, field: str = "--engine") 
         return catalog[key]
     other = load_engine_catalog().get(key)
     if other is not None:
-        raise CatalogError(f"'{other.id}' is a {other.kind} engine; for --mode {kind} use one of {', '.join(sorted(catalog))}",
-                           field=field)
+        kinds = {"serve": "serving", "train": "training"}
+        raise CatalogError(f"'{other.id}' is a {kinds[other.kind]} engine; for --mode {kind} use one of "
+                           f"{', '.join(sorted(catalog))}", field=field)
     raise CatalogError(f"unknown engine '{shorten(name)}'; expected one of {', '.join(sorted(catalog))}", field=field,
                        suggestion=suggest_name(key, catalog))
