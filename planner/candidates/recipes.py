@@ -14,6 +14,7 @@ from planner.candidates.engine_rules import check_units, even_counts, stages_per
 from planner.candidates.fill import Stage, build_stages, fill_layers
 from planner.estimate.engine_support import check_mix_on_device
 from planner.estimate.performance import ReplicaSpeed, StagePlan, estimate_replica_speed
+from planner.estimate.shards import split_layers
 from planner.estimate.stage import StageSizer
 from planner.estimate.weights import estimate_weight_bytes
 from planner.schemas.engine import EngineProfile
@@ -133,8 +134,10 @@ class RecipeBuilder:
         self.unsupported = {c.index: why for c in self.classes
                             if (why := check_mix_on_device(engine, model, mix, c.spec)) is not None}
         no_tp = engine.layout.tensor_parallel == "none"
+        pinned_tp = request.tensor_parallel_size
         self.units = [UnitType(c, t) for c in self.classes if c.index not in self.unsupported
-                      for t in tp_options(c, model) if not (no_tp and t > 1)]
+                      for t in tp_options(c, model) if not (no_tp and t > 1) and (pinned_tp is None or t == pinned_tp)]
+        self.stages_pinned = request.pipeline_parallel_size or (len(request.layer_split) if request.layer_split else None)
         self._routes: dict[tuple[int, int, bool], tuple[float, float]] = {}
 
     def _check_time(self) -> None:
@@ -170,7 +173,13 @@ class RecipeBuilder:
         if counts is not None and self.engine.layout.pipeline == "even" and len(set(counts)) > 1:
             return f"{self.engine.name} splits layers evenly, not {counts}"
         counts = counts or even_counts(self.engine, len(ordered), self.model.num_layers)
-        spans = fill_layers(self.sizer, ordered, users, counts)
+        spans: list[tuple[int, int]] | str = "no stages"
+        if counts is None and len(ordered) > 1 and len({(u.device_class.index, u.tp) for u in ordered}) == 1:
+            # Identical stages: vLLM's balanced split leaves each the same room for the cache, so
+            # capacity is the best any split gives; fill greedily only when it does not fit.
+            spans = fill_layers(self.sizer, ordered, users, [len(r) for r in split_layers(self.model.num_layers, len(ordered))])
+        if isinstance(spans, str):
+            spans = fill_layers(self.sizer, ordered, users, counts)
         if isinstance(spans, str):
             return spans
         plans = []
@@ -205,17 +214,27 @@ class RecipeBuilder:
         out = CandidateSet(self.model, self.mix, self.request, self.cluster, self.engine, self.classes, self.units)
         for index, why in self.unsupported.items():
             out.rejections.append(Rejection(self.classes[index].key, why))
+        pinned_tp = self.request.tensor_parallel_size
+        if not self.units and pinned_tp and pinned_tp > 1:
+            why = (f"{self.engine.name} runs no tensor parallelism" if self.engine.layout.tensor_parallel == "none" else
+                   f"no machine has {pinned_tp} identical devices on a link fit for tensor parallelism")
+            out.rejections.append(Rejection(f"--tensor-parallel-size {pinned_tp}", why))
+            return out
         if not self.units:
             if not self.unsupported:
                 out.rejections.append(Rejection("any layout", "no device class supports a legal tensor-parallel size"))
             return out
         total_devices = sum(c.devices for c in self.classes)
         out.user_values = _user_values(self.request.users, total_devices, self.coarse)
+        replicas = self.request.data_parallel_size
+        if replicas is not None:
+            out.user_values = sorted({max(1, -(-self.request.users // replicas)), max(1, self.request.users // replicas)})
         seen: set[tuple] = set()
         try:
-            baseline = self.memory_proportional_recipe(self.request.users)
-            if isinstance(baseline, Recipe):
-                self._add(out, baseline, seen)  # the engines' default split is always a candidate
+            if not self.stages_pinned and self.request.tensor_parallel_size is None:
+                baseline = self.memory_proportional_recipe(self.request.users)
+                if isinstance(baseline, Recipe):
+                    self._add(out, baseline, seen)  # the engines' default split is always a candidate
             for users in out.user_values:
                 minimal: dict[int, int] = {}
                 for ui, unit in enumerate(self.units):
@@ -256,6 +275,9 @@ class RecipeBuilder:
             counts[i] -= 1
         return self.build_recipe(units, users, 0, counts)
 
+    def _pinned_counts(self) -> list[int] | None:
+        return list(self.request.layer_split) if self.request.layer_split else None
+
     def _fits(self, unit: UnitType, stages: int, users: int) -> bool:
         """The memory test alone: `stages` stages of `unit` hold the model for `users`."""
         counts = even_counts(self.engine, stages, self.model.num_layers)
@@ -269,6 +291,10 @@ class RecipeBuilder:
         most = min(unit.available, self.model.num_layers)
         if unit.tp > 1 and not self.engine.layout.tensor_and_pipeline:
             most = 1
+        if self.stages_pinned:
+            if self.stages_pinned > unit.available:
+                return f"{self.stages_pinned} stage(s) need {self.stages_pinned * unit.tp} devices, {unit.key} has {unit.available * unit.tp}"
+            return self.build_recipe([unit] * self.stages_pinned, users, 0, self._pinned_counts())
         if not self._fits(unit, most, users):
             return f"{most} stage(s): {self.build_recipe([unit] * most, users, 0)}"
         low, high = 1, most
@@ -315,10 +341,14 @@ class RecipeBuilder:
                 counts_space = itertools.islice(itertools.product(*[range(1, c + 1) for c in caps]), MAX_COUNT_COMBINATIONS)
                 fitted: list[tuple[int, ...]] = []
                 for counts in counts_space:
+                    if self.stages_pinned and sum(counts) != self.stages_pinned:
+                        continue
                     if any(all(f[j] <= counts[j] for j in range(size)) for f in fitted):
                         continue  # a smaller layout already fits; more devices would only add hops
                     units = [self.units[i] for i, c in zip(combo, counts) for _ in range(c)]
-                    result = self.build_recipe(units, users, len(out.recipes))
+                    if self.request.layer_split:
+                        units = self._ordered(units)
+                    result = self.build_recipe(units, users, len(out.recipes), self._pinned_counts())
                     if isinstance(result, Recipe):
                         fitted.append(counts)
                         self._add(out, result, seen)

@@ -147,8 +147,18 @@ def build_training_candidates(
         intra = topology.route(cls.device_ids[0][0], cls.device_ids[0][-1]) if cls.devices_per_node > 1 else None
         across = topology.route(cls.device_ids[0][0], cls.device_ids[1][0]) if len(cls.nodes) > 1 else intra
         host = next(n for n in cluster.nodes if n.name == cls.nodes[0]).host_memory_bytes
-        for tp, pp in itertools.product(tp_options(cls, model), _powers(model.num_layers)):
-            for dp in sorted(set(_powers(cls.devices // (tp * pp))) | {cls.devices // (tp * pp)} - {0}):
+        tps = [request.tensor_parallel_size] if request.tensor_parallel_size else tp_options(cls, model)
+        pps = [request.pipeline_parallel_size] if request.pipeline_parallel_size else _powers(model.num_layers)
+        for tp, pp in itertools.product(tps, pps):
+            if tp > cls.devices_per_node or tp * pp > cls.devices:
+                rejections.append(f"{cls.key}: tp{tp} pp{pp} needs {tp * pp} devices ({tp} per machine)")
+                continue
+            dps = sorted(set(_powers(cls.devices // (tp * pp))) | {cls.devices // (tp * pp)} - {0})
+            if request.data_parallel_size:
+                dps = [request.data_parallel_size] if request.data_parallel_size * tp * pp <= cls.devices else []
+                if not dps:
+                    rejections.append(f"{cls.key}: tp{tp} pp{pp} dp{request.data_parallel_size} needs more devices than {cls.devices}")
+            for dp in dps:
                 if request.global_batch_size % (dp * request.micro_batch_size):
                     continue
                 m = request.global_batch_size // (dp * request.micro_batch_size)

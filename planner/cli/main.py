@@ -131,7 +131,8 @@ def main() -> None:
 @use("model", "params", "engine", "weights", "kv_cache", "embedding", "lm_head", "attention", "dense_mlp", "experts", "shared_experts",
      "users", "context", "prefill_chunk", "overhead", "runtime_reserve_gib", "mode", "optimizer", "zero_stage", "offload",
      "recompute", "micro_batch_size", "sequence_length", "sequence_parallel", "lora_rank", "qlora", "fp32_training",
-     "estimator", "largest_layer_params", "tensor_parallel_size", "pipeline_parallel_size", "data_parallel_size", "fmt")
+     "estimator", "largest_layer_params", "tensor_parallel_size", "pipeline_parallel_size", "data_parallel_size",
+     "layer_split", "fmt")
 @click.pass_context
 def memory(ctx: click.Context, **params: Any) -> None:
     """Memory per device to serve or train a model."""
@@ -148,7 +149,8 @@ def memory(ctx: click.Context, **params: Any) -> None:
 @use("inventory", "model", "engine", "weights", "kv_cache", "embedding", "lm_head", "attention", "dense_mlp", "experts", "shared_experts",
      "users", "context", "prompt_tokens", "prefill_chunk", "min_tokens_per_s", "objective", "gpu_memory_utilization",
      "overhead", "runtime_reserve_gib", "time_limit", "mode", "global_batch_size", "micro_batch_size", "sequence_length",
-     "optimizer", "recompute", "zero_stage", "offload", "lora_rank", "qlora", "fp32_training", "output", "fmt")
+     "optimizer", "recompute", "zero_stage", "offload", "lora_rank", "qlora", "fp32_training", "tensor_parallel_size",
+     "pipeline_parallel_size", "data_parallel_size", "layer_split", "output", "fmt")
 @click.pass_context
 def deploy(ctx: click.Context, **params: Any) -> int:
     """Choose devices and a split (replicas, pipeline stages, tensor parallelism) and predict speed."""

@@ -120,12 +120,18 @@ OPTIONS: dict[str, Callable[[Callable[..., Any]], Callable[..., Any]]] = {
     "largest_layer_params": click.option("--largest-layer-params", "largest_layer_params", metavar="SIZE",
                                          help="Largest layer's parameters for DeepSpeed's ZeRO-3 estimate."),
     # a fixed layout
-    "tensor_parallel_size": click.option("--tensor-parallel-size", "-tp", "tensor_parallel_size", type=_int(1, 4096), default=1,
-                                         show_default=True),
+    "tensor_parallel_size": click.option("--tensor-parallel-size", "-tp", "tensor_parallel_size", type=_int(1, 4096),
+                                         default=None, help="Devices sharing each stage's layers [default: 1 in `plan memory`; "
+                                                            "chosen by `plan deploy`, which this pins]."),
     "pipeline_parallel_size": click.option("--pipeline-parallel-size", "-pp", "pipeline_parallel_size", type=_int(1, 4096),
-                                           default=1, show_default=True),
-    "data_parallel_size": click.option("--data-parallel-size", "-dp", "data_parallel_size", type=_int(1, 65536), default=1,
-                                       show_default=True),
+                                           default=None, help="Pipeline stages [default: 1 in `plan memory`; chosen by "
+                                                              "`plan deploy`, which this pins]."),
+    "data_parallel_size": click.option("--data-parallel-size", "-dp", "data_parallel_size", type=_int(1, 65536), default=None,
+                                       help="Replicas (serving) or data-parallel ranks (training) [default: 1 in `plan memory`; "
+                                            "chosen by `plan deploy`, which this pins]."),
+    "layer_split": click.option("--layer-split", "layer_split", metavar="N,N,...", default=None,
+                                help="Layers per pipeline stage, in order (vLLM's VLLM_PP_LAYER_PARTITION) [default: "
+                                     "vLLM's even split in `plan memory`; chosen by `plan deploy`, which this pins]."),
     # output
     "fmt": click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="table", show_default=True,
                         help="Output format."),

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from planner.limits import MAX_BATCH, MAX_CONTEXT_TOKENS, MAX_TIME_LIMIT_S, MAX_USERS
 from planner.schemas.objectives import Objective
@@ -57,6 +57,27 @@ class TrainingArgs(PrecisionArgs):
     lora_rank: int | None = Field(None, ge=1, le=65536)
     qlora: bool = False
     fp32_training: bool = False
+    tensor_parallel_size: int | None = Field(None, ge=1, le=4096)
+    pipeline_parallel_size: int | None = Field(None, ge=1, le=4096)
+    data_parallel_size: int | None = Field(None, ge=1, le=65536)
+    layer_split: tuple[int, ...] | None = Field(None, min_length=1, max_length=4096)
+
+    @field_validator("layer_split", mode="before")
+    @classmethod
+    def _split(cls, value: object) -> object:
+        if isinstance(value, str):
+            parts = [p.strip() for p in value.replace("/", ",").split(",")]
+            if not all(p.isdigit() and len(p) <= 6 and int(p) > 0 for p in parts):
+                raise ValueError(f"expected positive layer counts like 42,38, got {value[:60]!r}")
+            return tuple(int(p) for p in parts)
+        return value
+
+    @model_validator(mode="after")
+    def _check_split(self) -> "TrainingArgs":
+        if self.layer_split and self.pipeline_parallel_size and len(self.layer_split) != self.pipeline_parallel_size:
+            raise ValueError(f"--layer-split lists {len(self.layer_split)} stages, --pipeline-parallel-size is "
+                             f"{self.pipeline_parallel_size}")
+        return self
 
     @model_validator(mode="after")
     def _check_mode(self) -> "TrainingArgs":
@@ -81,9 +102,6 @@ class MemoryArgs(TrainingArgs):
     prefill_chunk: int = Field(2048, ge=1, le=MAX_BATCH)
     estimator: Literal["planner", "deepspeed"] = "planner"
     largest_layer_params: str | None = Field(None, max_length=100)
-    tensor_parallel_size: int = Field(1, ge=1, le=4096)
-    pipeline_parallel_size: int = Field(1, ge=1, le=4096)
-    data_parallel_size: int = Field(1, ge=1, le=65536)
     sequence_parallel: bool = False
     fmt: Format = "table"
 
@@ -91,7 +109,7 @@ class MemoryArgs(TrainingArgs):
     def _check_model(self) -> "MemoryArgs":
         if bool(self.model) == bool(self.params):
             raise ValueError("give exactly one of --model NAME|PATH or --params SIZE")
-        if self.params and (self.tensor_parallel_size > 1 or self.pipeline_parallel_size > 1):
+        if self.params and ((self.tensor_parallel_size or 1) > 1 or (self.pipeline_parallel_size or 1) > 1 or self.layer_split):
             raise ValueError("a bare parameter count has no layers or heads to split: --tensor-parallel-size and "
                              "--pipeline-parallel-size need --model")
         return self

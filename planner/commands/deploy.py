@@ -19,6 +19,8 @@ from planner.commands.args import DeployArgs
 from planner.commands.engine import resolve_engine
 from planner.commands.memory import resolve_context, resolve_lora, resolve_overhead, resolve_reserve
 from planner.errors import InputError
+from planner.estimate.parallelism import check_pipeline_parallel_size, check_tensor_parallel_size
+from planner.estimate.shards import check_layer_split
 from planner.estimate.zero import check_zero_layout
 from planner.explain import explain_binding, explain_changes
 from planner.loaders.calibration import load_calibration
@@ -67,6 +69,19 @@ def _typed(schema: type[T], **fields: Any) -> T:
         raise to_input_error(exc, options=REQUEST_OPTIONS) from None
 
 
+def _pins(args: DeployArgs, model: ModelSpec) -> dict[str, Any]:
+    """The layout the user pinned (-tp, -pp, -dp, --layer-split), each checked against the model."""
+    for problem, option in ((check_tensor_parallel_size(model, args.tensor_parallel_size or 1), "--tensor-parallel-size"),
+                            (check_pipeline_parallel_size(model, args.pipeline_parallel_size or 1), "--pipeline-parallel-size"),
+                            (check_layer_split(model.num_layers, args.layer_split) if args.layer_split else None, "--layer-split")):
+        if problem:
+            raise InputError(problem, field=option)
+    if args.layer_split and args.mode == "train":
+        raise InputError("training stages follow the engine's own split; --layer-split applies to serving", field="--layer-split")
+    return {"tensor_parallel_size": args.tensor_parallel_size, "pipeline_parallel_size": args.pipeline_parallel_size,
+            "data_parallel_size": args.data_parallel_size, "layer_split": args.layer_split}
+
+
 def _check_prices(cluster: Cluster) -> None:
     unpriced = sorted({d.spec.id for d in cluster.devices if d.price_usd is None})
     if unpriced:
@@ -93,7 +108,7 @@ def run_deploy(args: DeployArgs) -> DeployResult:
         prompt_tokens=args.prompt_tokens, prefill_chunk=args.prefill_chunk, min_tokens_per_s=args.min_tokens_per_s,
         objective=args.objective, gpu_memory_utilization=args.gpu_memory_utilization,
         overhead_factor=resolve_overhead(args, exact=True), runtime_reserve_bytes=resolve_reserve(args),
-        time_limit_s=args.time_limit,
+        time_limit_s=args.time_limit, **_pins(args, model),
     )
     calibrations = load_calibration()
     topology = build_topology(cluster)
@@ -142,7 +157,7 @@ def _run_train(args: DeployArgs, cluster: Cluster, model: ModelSpec, start: floa
         micro_batch_size=args.micro_batch_size, sequence_length=sequence, optimizer=args.optimizer,
         mixed_precision=not args.fp32_training, recompute=args.recompute, zero_stage=args.zero_stage, offload=args.offload,
         lora=resolve_lora(args), overhead_factor=resolve_overhead(args, exact=True), runtime_reserve_bytes=resolve_reserve(args),
-        time_limit_s=args.time_limit,
+        time_limit_s=args.time_limit, **{k: v for k, v in _pins(args, model).items() if k != "layer_split"},
     )
     calibrations = load_calibration()
     topology = build_topology(cluster)

@@ -8,11 +8,15 @@ from typing import Any
 from planner.commands.args import MemoryArgs, TrainingArgs
 from planner.errors import InputError
 from planner.limits import MAX_PARAMETER_COUNT
+from planner.estimate.engine_support import mix_families
 from planner.estimate.parallelism import check_pipeline_parallel_size, check_tensor_parallel_size
+from planner.estimate.shards import check_layer_split, ranges_of
 from planner.estimate.zero import check_zero_layout
 from planner.loaders.catalog import load_model
+from planner.loaders.engines import find_engine, load_engine_catalog
 from planner.loaders.formats import build_precision_mix, resolve_weight_format
 from planner.report.memory import to_deepspeed_dict, to_memory_dict, to_memory_text, to_quick_memory_dict
+from planner.schemas.engine import EngineProfile
 from planner.schemas.model import ModelSpec
 from planner.schemas.precision import PrecisionMix
 from planner.schemas.serving import DEFAULT_RUNTIME_RESERVE_BYTES
@@ -83,7 +87,7 @@ def _fixed(value: str | int, default: Any) -> Any:
 
 def _train_workload(args: MemoryArgs, sequence_length: int, overhead: float) -> TrainWorkload:
     zero, offload = int(_fixed(args.zero_stage, 0)), str(_fixed(args.offload, "none"))
-    problem = check_zero_layout(zero, args.data_parallel_size, offload)
+    problem = check_zero_layout(zero, (args.data_parallel_size or 1), offload)
     if problem:
         raise InputError(problem, field="--offload" if "offload" in problem else "--zero-stage")
     return TrainWorkload(
@@ -92,6 +96,23 @@ def _train_workload(args: MemoryArgs, sequence_length: int, overhead: float) -> 
         sequence_parallel=args.sequence_parallel, zero_stage=zero, offload=offload, lora=resolve_lora(args),
         overhead_factor=overhead, runtime_reserve_bytes=resolve_reserve(args),
     )
+
+
+def _engine_for_memory(args: MemoryArgs, model: ModelSpec, mix: PrecisionMix) -> EngineProfile | None:
+    """--engine for `plan memory`: it must run the mix's formats on some hardware."""
+    if not args.engine:
+        return None
+    profile = find_engine(args.engine, kind=args.mode)
+    families = mix_families(model, mix)
+    missing = [f for f in families if not any(s.family == f for s in profile.weights)]
+    if profile.kind == "serve" and not any(s.family == mix.kv_cache_dtype.family for s in profile.kv_cache):
+        missing.append(f"a {mix.kv_cache_dtype.id} KV cache")
+    if missing:
+        able = [p.id for p in load_engine_catalog().values() if p.kind == args.mode and all(
+            any(s.family == f for s in p.weights) for f in families)]
+        raise InputError(f"{profile.name} does not run {', '.join(missing)}; engines that run these weights: "
+                         f"{', '.join(able) or 'none'}", field="--engine")
+    return profile
 
 
 def _largest_tensor(model: ModelSpec) -> int:
@@ -110,13 +131,13 @@ def _quick(args: MemoryArgs) -> tuple[dict[str, Any], Callable[[dict[str, Any]],
     overhead = resolve_overhead(args, exact=False)
     training = _train_workload(args, args.sequence_length or DEFAULT_CONTEXT, overhead) if args.mode == "train" else None
     report = to_quick_memory_dict(parameters, weights, overhead_factor=overhead, runtime_reserve_bytes=resolve_reserve(args),
-                                  training=training, data_parallel_size=args.data_parallel_size)
+                                  training=training, data_parallel_size=(args.data_parallel_size or 1))
     if training is not None and args.estimator == "deepspeed":
         largest = parse_count(args.largest_layer_params, field="--largest-layer-params", maximum=MAX_PARAMETER_COUNT) if args.largest_layer_params else 0
         if training.zero_stage == 3 and not largest:
             raise InputError("DeepSpeed's ZeRO-3 estimate needs --largest-layer-params", field="--largest-layer-params")
         report["deepspeed"] = to_deepspeed_dict(parameters, largest, zero_stage=training.zero_stage,
-                                                gpus_per_node=args.data_parallel_size, nodes=1, offload=training.offload)
+                                                gpus_per_node=(args.data_parallel_size or 1), nodes=1, offload=training.offload)
     return report, to_memory_text
 
 
@@ -127,12 +148,17 @@ def run_memory(args: MemoryArgs) -> tuple[dict[str, Any], Callable[[dict[str, An
     model = load_model(args.model or "")
     context = resolve_context(args.context, model)
     mix = resolve_mix(args, model)
-    parallelism = Parallelism(tensor_parallel_size=args.tensor_parallel_size, pipeline_parallel_size=args.pipeline_parallel_size,
-                              data_parallel_size=args.data_parallel_size)
+    engine = _engine_for_memory(args, model, mix)
+    stages_given = len(args.layer_split) if args.layer_split else None
+    parallelism = Parallelism(tensor_parallel_size=args.tensor_parallel_size or 1,
+                              pipeline_parallel_size=args.pipeline_parallel_size or stages_given or 1,
+                              data_parallel_size=args.data_parallel_size or 1)
     for problem, option in ((check_tensor_parallel_size(model, parallelism.tensor_parallel_size), "--tensor-parallel-size"),
-                            (check_pipeline_parallel_size(model, parallelism.pipeline_parallel_size), "--pipeline-parallel-size")):
+                            (check_pipeline_parallel_size(model, parallelism.pipeline_parallel_size), "--pipeline-parallel-size"),
+                            (check_layer_split(model.num_layers, args.layer_split) if args.layer_split else None, "--layer-split")):
         if problem:
             raise InputError(problem, field=option)
+    stages = ranges_of(args.layer_split) if args.layer_split else None
     overhead = resolve_overhead(args, exact=True)
     if args.mode == "serve":
         workload: ServeWorkload | TrainWorkload = ServeWorkload(
@@ -140,7 +166,10 @@ def run_memory(args: MemoryArgs) -> tuple[dict[str, Any], Callable[[dict[str, An
             runtime_reserve_bytes=resolve_reserve(args))
     else:
         workload = _train_workload(args, args.sequence_length or context, overhead)
-    report = to_memory_dict(model, mix, workload, parallelism)
+    report = to_memory_dict(model, mix, workload, parallelism, stages=stages,
+                            embedding_on_host=bool(engine and engine.layout.embedding_on_host))
+    if engine is not None:
+        report["engine"] = {"id": engine.id, "name": engine.name, "version": engine.version}
     if isinstance(workload, TrainWorkload) and args.estimator == "deepspeed":
         largest = (parse_count(args.largest_layer_params, field="--largest-layer-params", maximum=MAX_PARAMETER_COUNT) if args.largest_layer_params
                    else _largest_tensor(model))

@@ -24,15 +24,16 @@ from planner.schemas.workload import Parallelism, ServeWorkload, TrainWorkload
 
 
 def estimate_serving_memory(
-    model: ModelSpec, mix: PrecisionMix, workload: ServeWorkload, parallelism: Parallelism | None = None
+    model: ModelSpec, mix: PrecisionMix, workload: ServeWorkload, parallelism: Parallelism | None = None,
+    stages: list[range] | None = None, embedding_on_host: bool = False,
 ) -> MemoryEstimate:
     """Memory per device to serve `workload.users` sequences of `workload.context` tokens, with
-    the layers split evenly over the pipeline stages as vLLM splits them."""
+    the layers split over the pipeline stages as given, else evenly as vLLM splits them."""
     parallelism = parallelism or Parallelism()
-    stages = split_layers(model.num_layers, parallelism.pipeline_parallel_size)
+    stages = stages or split_layers(model.num_layers, parallelism.pipeline_parallel_size)
     sizer = StageSizer(model, mix, estimate_weight_bytes(model, mix), context=workload.context,
                        prefill_chunk=workload.prefill_chunk, overhead_factor=workload.overhead_factor,
-                       runtime_reserve_bytes=workload.runtime_reserve_bytes)
+                       runtime_reserve_bytes=workload.runtime_reserve_bytes, embedding_on_host=embedding_on_host)
     devices = [
         sizer.memory(layers, first=s == 0, last=s == len(stages) - 1, tp=parallelism.tensor_parallel_size,
                      users=workload.users, stage=s)

@@ -66,3 +66,21 @@ def split_layers_first_last(num_layers: int, pipeline_parallel_size: int) -> lis
         out.append(range(start, start + count))
         start += count
     return out
+
+
+def check_layer_split(num_layers: int, split: tuple[int, ...]) -> str | None:
+    """Why a list of layers per stage cannot be a pipeline of this model, or None."""
+    if any(n < 1 for n in split):
+        return f"every stage needs a layer: {list(split)}"
+    if sum(split) != num_layers:
+        return f"the stages hold {sum(split)} layers, the model has {num_layers}"
+    return None
+
+
+def ranges_of(split: tuple[int, ...]) -> list[range]:
+    """Contiguous layer ranges from counts per stage."""
+    out, start = [], 0
+    for count in split:
+        out.append(range(start, start + count))
+        start += count
+    return out

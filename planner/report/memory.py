@@ -92,6 +92,9 @@ def to_memory_dict(
     mix: PrecisionMix,
     workload: ServeWorkload | TrainWorkload,
     parallelism: Parallelism,
+    *,
+    stages: list[range] | None = None,
+    embedding_on_host: bool = False,
 ) -> dict[str, Any]:
     """Everything `plan memory` reports for a model with a known architecture."""
     weights = estimate_weight_bytes(model, mix)
@@ -99,8 +102,8 @@ def to_memory_dict(
     by_component = {c: int(round(b)) for c, b in weights.by_component.items() if b}
     train = isinstance(workload, TrainWorkload)
     estimate: MemoryEstimate = (
-        estimate_training_memory(model, mix, workload, parallelism) if train
-        else estimate_serving_memory(model, mix, workload, parallelism)
+        estimate_training_memory(model, mix, workload, parallelism, stages) if train
+        else estimate_serving_memory(model, mix, workload, parallelism, stages, embedding_on_host)
     )
     peak = _device_dict(estimate.peak)
     t = parallelism.tensor_parallel_size

@@ -38,6 +38,10 @@ class ServeRequest(BaseModel):
     overhead_factor: float = Field(0.0, ge=0, le=1, description="The seed's O on weights, on top of the engine accounting.")
     block_size: int = Field(DEFAULT_BLOCK_SIZE, ge=1, le=2**16, description="KV-cache page size in tokens (vLLM block_size).")
     time_limit_s: float = Field(DEFAULT_TIME_LIMIT_S, gt=0, le=MAX_TIME_LIMIT_S, description="Wall-clock limit for the whole run, seconds.")
+    tensor_parallel_size: int | None = Field(None, ge=1, le=4096, description="Pinned: every stage uses this many devices (null: chosen).")
+    pipeline_parallel_size: int | None = Field(None, ge=1, le=4096, description="Pinned: every replica has this many stages (null: chosen).")
+    data_parallel_size: int | None = Field(None, ge=1, le=65536, description="Pinned: this many replicas (null: chosen).")
+    layer_split: tuple[int, ...] | None = Field(None, description="Pinned: layers per stage, in order (null: chosen).")
 
     @model_validator(mode="before")
     @classmethod

@@ -32,6 +32,9 @@ class TrainRequest(BaseModel):
     overhead_factor: float = Field(0.0, ge=0, le=1, description="The seed's O on weights.")
     runtime_reserve_bytes: int = Field(DEFAULT_RUNTIME_RESERVE_BYTES, ge=0, le=2**50, description="Per-device memory outside the framework.")
     time_limit_s: float = Field(DEFAULT_TIME_LIMIT_S, gt=0, le=MAX_TIME_LIMIT_S, description="Wall-clock limit for the whole run, seconds.")
+    tensor_parallel_size: int | None = Field(None, ge=1, le=4096, description="Pinned tensor-parallel size (null: chosen).")
+    pipeline_parallel_size: int | None = Field(None, ge=1, le=4096, description="Pinned pipeline stages (null: chosen).")
+    data_parallel_size: int | None = Field(None, ge=1, le=65536, description="Pinned data-parallel ranks (null: chosen).")
 
     @model_validator(mode="after")
     def _check_batch(self) -> "TrainRequest":

@@ -3,6 +3,7 @@
 Variables: copies[recipe=i] - how many replicas follow recipe i. Rules, in order:
   add_device_limits   every device class lends at most the devices it has;
   add_user_coverage   the replicas' users add up to exactly the users asked for;
+  add_replica_count   with --data-parallel-size pinned, exactly that many replicas;
   build_objective     the request's objective terms (planner/schemas/objectives.py), optimised
                       one after another, then a deterministic tie-breaker.
 All non-linear numbers (memory fit, speed, prices) were computed by the candidates step.
@@ -68,6 +69,12 @@ def add_user_coverage(model: cp_model.CpModel, v: Variables, candidates: Candida
     model.Add(sum(r.users * v.copies[r.index] for r in candidates.recipes) == candidates.request.users)
 
 
+def add_replica_count(model: cp_model.CpModel, v: Variables, candidates: CandidateSet) -> None:
+    """With --data-parallel-size pinned, exactly that many replicas run."""
+    if candidates.request.data_parallel_size is not None:
+        model.Add(sum(v.copies.values()) == candidates.request.data_parallel_size)
+
+
 def scaled_value(recipe: Recipe, term: ObjectiveTerm) -> int:
     """A recipe's value of `term` in the solver's integer units (an unknown value counts 0)."""
     value = recipe.term_value(term.name)
@@ -102,7 +109,7 @@ def tie_breaker(v: Variables, candidates: CandidateSet) -> cp_model.LinearExpr:
     return sum((len(recipes) - r.index) * v.copies[r.index] for r in recipes)
 
 
-RULES = (add_device_limits, add_user_coverage)
+RULES = (add_device_limits, add_user_coverage, add_replica_count)
 
 
 def build_model(candidates: CandidateSet) -> tuple[cp_model.CpModel, Variables, list[Term]]:

@@ -54,7 +54,10 @@ def heuristic_copies(candidates: CandidateSet) -> dict[int, int]:
                 copies[recipe.index] = copies.get(recipe.index, 0) + 1
                 progress = True
                 break
-    return copies if not remaining_users else {}
+    pinned = candidates.request.data_parallel_size
+    if remaining_users or (pinned is not None and sum(copies.values()) != pinned):
+        return {}
+    return copies
 
 
 def build_solver(time_limit_s: float) -> cp_model.CpSolver:
