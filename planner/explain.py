@@ -10,7 +10,6 @@ import time
 from collections.abc import Callable
 
 from planner.candidates.recipes import CandidateSet, build_candidates
-from planner.estimate.engine import estimate_engine_capacity_bytes
 from planner.estimate.kv_cache import estimate_kv_cache_bytes
 from planner.estimate.weights import estimate_weight_bytes
 from planner.schemas.engine import EngineProfile
@@ -21,7 +20,12 @@ from planner.schemas.model import ModelSpec
 from planner.schemas.precision import PrecisionFormat, PrecisionMix
 from planner.schemas.serving import ServeRequest
 from planner.schemas.speed import SpeedCalibration
-from planner.solver.solve import SolveStatus, heuristic_copies, solve_candidates, users_upper_bound
+from planner.solver.solve import (
+    SolveStatus,
+    heuristic_copies,
+    solve_candidates,
+    users_upper_bound,
+)
 from planner.units import GiB, to_gb
 
 WEIGHT_LADDER = ("fp8", "int8", "q8_0", "q6_k", "q5_k_m", "int4", "q4_k_m", "q3_k_m", "q2_k")
@@ -61,8 +65,7 @@ def explain_binding(candidates: CandidateSet) -> list[str]:
     model, mix, request, cluster = candidates.model, candidates.mix, candidates.request, candidates.cluster
     weights = estimate_weight_bytes(model, mix).total_bytes
     kv = estimate_kv_cache_bytes(model, mix.kv_cache_dtype, context=request.context, users=request.users)
-    budget = sum(max(0.0, estimate_engine_capacity_bytes(d, request.gpu_memory_utilization) - request.runtime_reserve_bytes)
-                 for d in cluster.devices)
+    budget = sum(max(0.0, c.capacity_bytes) * c.devices for c in candidates.classes)
     lines = [
         f"{model.name} in {mix.weights.id} needs {to_gb(weights):,.1f} GB of weights plus {to_gb(kv):,.1f} GB of "
         f"{mix.kv_cache_dtype.id} KV cache for {request.users} user(s) at {request.context:,} tokens; the inventory's "

@@ -9,7 +9,7 @@ from planner.estimate.memory import estimate_serving_memory, split_layers
 from planner.estimate.weights import estimate_weight_bytes
 from planner.schemas.workload import Parallelism, ServeWorkload
 from planner.units import GiB
-from tests.conftest import mix, reference_model, tiny_model
+from tests.conftest import engine, mix, reference_model, tiny_model
 
 BARE = dict(overhead_factor=0.0, runtime_reserve_bytes=0)
 
@@ -86,11 +86,18 @@ def test_need_bytes_is_exactly_the_memory_total() -> None:
     from planner.estimate.stage import StageSizer
     from planner.estimate.weights import estimate_weight_bytes
 
-    model = tiny_model(num_hidden_layers=6)
+    from planner.estimate.engines import build_engine_memory
+    from planner.schemas.serving import ServeRequest
+
+    model = tiny_model(num_hidden_layers=6, layer_types=["sliding_attention", "full_attention"] * 3, sliding_window=64)
     precision = mix("q4_k_m")
-    sizer = StageSizer(model, precision, estimate_weight_bytes(model, precision), context=300, prefill_chunk=64,
-                       overhead_factor=0.07, runtime_reserve_bytes=12345)
-    for layers in (range(0, 6), range(1, 4), range(5, 6)):
-        for first, last in ((True, True), (True, False), (False, True), (False, False)):
-            memory = sizer.memory(layers, first=first, last=last, tp=2, users=3)
-            assert sizer.need_bytes(layers, first=first, last=last, tp=2, users=3) == memory.total_bytes
+    request = ServeRequest(users=3, context=300, prefill_chunk=64)
+    for engine_id in (None, "vllm", "sglang", "llama.cpp", "mlx-lm"):
+        memory_model = build_engine_memory(engine(engine_id) if engine_id else None)
+        settings = memory_model.settings(None, request, model=model, tp=2)
+        sizer = StageSizer(model, precision, estimate_weight_bytes(model, precision), context=300, engine=memory_model,
+                           overhead_factor=0.07, runtime_reserve_bytes=12345)
+        for layers in (range(0, 6), range(1, 4), range(5, 6)):
+            for first, last in ((True, True), (True, False), (False, True), (False, False)):
+                memory = sizer.memory(layers, first=first, last=last, tp=2, users=3, settings=settings)
+                assert sizer.need_bytes(layers, first=first, last=last, tp=2, users=3, settings=settings) == memory.total_bytes

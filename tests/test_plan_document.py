@@ -57,10 +57,14 @@ def test_the_request_records_every_input(runner) -> None:
     assert (request["users"], request["context"], request["prompt_tokens"], request["prefill_chunk"]) == (3, 8192, 1000, 1024)
     assert (request["gpu_memory_utilization"], request["overhead_factor"], request["objective"]) == (0.8, 0.05, "latency")
     assert request["runtime_reserve_bytes"] == int(0.5 * 2**30) and request["time_limit_s"] == 30.0
-    assert request["block_size"] == 16 and request["precision"]["kv_cache"] == "fp8"
+    assert request["block_size"] is None and request["precision"]["kv_cache"] == "fp8"
+    assert request["engine"]["id"] == "vllm" and data["replicas"]
+    for replica in data["replicas"]:  # the launch runs with what was asked, the engine's defaults elsewhere
+        assert (replica["engine"]["batch_tokens"], replica["engine"]["memory_fraction"]) == (1024, 0.8)
+        assert replica["engine"]["block_size"] == 16 and replica["engine"]["context_tokens"] == 8192
     assert request["model"]["kind"] == "catalog" and request["model"]["name"] == "llama-3.1-8b"
     assert request["model"]["digest"].startswith("sha256:") and data["inventory"]["digest"].startswith("sha256:")
-    assert data["inventory"]["path"] == HOMELAB and data["schema_version"] == SCHEMA_VERSION == 2
+    assert data["inventory"]["path"] == HOMELAB and data["schema_version"] == SCHEMA_VERSION == 3
     assert request["engine"]["id"] == "vllm" and request["engine"]["chosen_by"] == "rule" and request["engine"]["version"]
 
 

@@ -11,6 +11,7 @@ from planner.schemas.plan import (
     CapacityOut,
     DeviceMemoryOut,
     DeviceOut,
+    EngineSettingsOut,
     InventoryRef,
     PerformanceOut,
     ReplicaOut,
@@ -86,18 +87,25 @@ def _replica(candidates: CandidateSet, r: int, recipe: Recipe, stage_ids: list[l
         m = stage.memory
         parts = [round(m.weights_bytes), round(m.kv_cache_bytes), round(m.activations_bytes), round(m.overhead_bytes)]
         memory = DeviceMemoryOut(weights_bytes=parts[0], kv_cache_bytes=parts[1], activations_bytes=parts[2],
-                                 overhead_bytes=parts[3], total_bytes=sum(parts),
-                                 capacity_bytes=round(stage.unit.device_class.capacity_bytes))
+                                 overhead_bytes=parts[3], total_bytes=sum(parts), capacity_bytes=round(stage.capacity_bytes))
         outs = [DeviceOut(id=i, node=devices[i].node, type=devices[i].spec.id, memory=memory) for i in ids]
         stages.append(StageOut(
             index=k, layers=(stage.first_layer, stage.last_layer_exclusive), tensor_parallel_size=stage.unit.tp,
             holds_embedding=k == 0, holds_lm_head=k == last, decode_step_s=round(recipe.speed.stage_seconds[k], 6),
             kv_cache_tokens=stage.kv_cache_tokens, devices=outs,
         ))
+    settings, capacity = recipe.settings, recipe.capacity
+    engine = EngineSettingsOut(
+        memory_fraction=settings.memory_fraction, batch_tokens=settings.batch_tokens,
+        max_sequences=settings.sequences(recipe.users), block_size=settings.block_size, cuda_graphs=settings.cuda_graphs,
+        kv_cache_memory_bytes=settings.kv_cache_memory_bytes, context_tokens=candidates.request.context,
+        notes=list(settings.notes),
+    )
     return ReplicaOut(
         index=r, users=recipe.users, decode_tokens_per_s_per_user=round(recipe.speed.decode_tokens_per_s_per_user, 3),
-        time_to_first_token_s=round(recipe.speed.time_to_first_token_s, 4), kv_cache_tokens=recipe.kv_capacity_tokens,
-        max_users=recipe.max_users, stages=stages,
+        time_to_first_token_s=round(recipe.speed.time_to_first_token_s, 4), engine=engine,
+        kv_cache_tokens=capacity.kv_cache_tokens, max_concurrency=round(capacity.max_concurrency, 2),
+        max_users=capacity.max_users, longest_sequence_tokens=capacity.longest_sequence_tokens, stages=stages,
     )
 
 
@@ -123,6 +131,9 @@ def build_serve_plan(candidates: CandidateSet, result: SolveResult, *, request: 
                     f"({worst.stages[worst.speed.bottleneck_stage].unit.device_class.spec.id}): {worst.speed.bottleneck}"),
         tier=worst.speed.tier,
     )
-    capacity = CapacityOut(kv_cache_tokens=min(r.kv_capacity_tokens for r in chosen), max_users=sum(r.max_users for r in chosen))
+    capacity = CapacityOut(kv_cache_tokens=min(r.capacity.kv_cache_tokens for r in chosen),
+                           max_concurrency=round(min(r.capacity.max_concurrency for r in chosen), 2),
+                           max_users=sum(r.max_users for r in chosen),
+                           longest_sequence_tokens=max(r.capacity.longest_sequence_tokens for r in chosen))
     return ServePlan(request=request, inventory=inventory, replicas=replicas, performance=performance, capacity=capacity,
                      unused_devices=[i for i in all_ids if i not in used], verification=[], solver=solver)

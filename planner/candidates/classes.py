@@ -3,14 +3,16 @@ instead of one variable per device (identical machines collapse into one class).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 
-from planner.estimate.engine import estimate_engine_capacity_bytes
+from planner.estimate.engines import EngineMemory, EngineSettings
 from planner.estimate.parallelism import check_tensor_parallel_size
 from planner.schemas.hardware import HardwareSpec
-from planner.schemas.inventory import Cluster
+from planner.schemas.inventory import Cluster, Device
 from planner.schemas.link import LinkSpec
 from planner.schemas.model import ModelSpec
+from planner.schemas.serving import ServeRequest
 
 
 @dataclass(frozen=True)
@@ -22,7 +24,7 @@ class DeviceClass:
     spec: HardwareSpec
     nodes: tuple[str, ...]
     devices_per_node: int
-    capacity_bytes: float  # what the engine may fill on each device
+    capacity_bytes: float  # what the engine may fill on each device (one device per stage, one stage)
     link: LinkSpec  # inside a machine
     device_ids: tuple[tuple[str, ...], ...]  # per node, in order
     price_usd: float | None  # per device
@@ -48,14 +50,61 @@ class UnitType:
         return len(self.device_class.nodes) * (self.device_class.devices_per_node // self.tp)
 
 
-def build_device_classes(cluster: Cluster, gpu_memory_utilization: float) -> list[DeviceClass]:
+@dataclass(frozen=True)
+class Budget:
+    """What one launch runs with on a device of a class, and what its engine may fill there."""
+
+    settings: EngineSettings
+    capacity_bytes: float
+
+
+class Budgets:
+    """Each class's engine settings and capacity for a tensor-parallel size and a number of
+    stages (SGLang's memory share depends on both), computed once."""
+
+    def __init__(self, engine: EngineMemory, request: ServeRequest, model: ModelSpec, cluster: Cluster) -> None:
+        self.engine, self.request, self.model = engine, request, model
+        self.devices = {d.id: d for d in cluster.devices}
+        self._memo: dict[tuple[int, int, int], Budget] = {}
+        self._replicas: dict[tuple, tuple[EngineSettings, list[float]]] = {}
+
+    def of(self, device_class: DeviceClass, tp: int = 1, pp: int = 1) -> Budget:
+        key = (device_class.index, tp, pp)
+        if key not in self._memo:
+            device = self.devices[device_class.device_ids[0][0]]
+            settings = self.engine.settings(device, self.request, model=self.model, tp=tp, pp=pp)
+            self._memo[key] = Budget(settings, self.engine.capacity_bytes(device, settings))
+        return self._memo[key]
+
+    def replica(self, units: list[UnitType]) -> tuple[EngineSettings, list[float]]:
+        """One launch's settings (its first device's defaults; every worker runs the same flags,
+        with the smallest memory share any of them needs) and each stage's capacity under them."""
+        key = tuple((u.device_class.index, u.tp) for u in units)
+        if key not in self._replicas:
+            pp = len(units)
+            budgets = [self.of(u.device_class, u.tp, pp) for u in units]
+            settings = budgets[0].settings
+            shares = [b.settings.memory_fraction for b in budgets if b.settings.memory_fraction is not None]
+            if shares and min(shares) != settings.memory_fraction:
+                settings = replace(settings, memory_fraction=min(shares))
+            capacities = [self.engine.capacity_bytes(self.devices[u.device_class.device_ids[0][0]], settings) for u in units]
+            self._replicas[key] = (settings, capacities)
+        return self._replicas[key]
+
+
+def serving_capacity(engine: EngineMemory, request: ServeRequest, model: ModelSpec) -> Callable[[Device], float]:
+    """What a serving engine may fill on a device under its default settings there."""
+    return lambda device: engine.capacity_bytes(device, engine.settings(device, request, model=model))
+
+
+def build_device_classes(cluster: Cluster, capacity_of: Callable[[Device], float]) -> list[DeviceClass]:
     """Classes of interchangeable devices, in inventory order. Devices are alike when their whole
     specification, capacity and price agree, not merely their names."""
     signatures: dict[tuple, list] = {}
     for node in cluster.nodes:
         groups: dict[tuple, list[str]] = {}
         for device in node.devices:
-            capacity = estimate_engine_capacity_bytes(device, gpu_memory_utilization)
+            capacity = capacity_of(device)
             groups.setdefault((device.spec, round(capacity), device.price_usd), []).append(device.id)
         signature = (node.interconnect.id, tuple((k, len(v)) for k, v in groups.items()))
         signatures.setdefault(signature, []).append((node, groups))

@@ -9,10 +9,18 @@ import math
 import time
 from dataclasses import dataclass, field, replace
 
-from planner.candidates.classes import DeviceClass, UnitType, build_device_classes, tp_options
+from planner.candidates.classes import (
+    Budgets,
+    DeviceClass,
+    UnitType,
+    build_device_classes,
+    serving_capacity,
+    tp_options,
+)
 from planner.candidates.engine_rules import check_units, even_counts, stages_per_machine
 from planner.candidates.fill import Stage, build_stages, fill_layers
 from planner.estimate.engine_support import check_mix_on_device
+from planner.estimate.engines import EngineSettings, KVCapacity, build_engine_memory
 from planner.estimate.performance import ReplicaSpeed, StagePlan, estimate_replica_speed
 from planner.estimate.shards import split_layers
 from planner.estimate.stage import StageSizer
@@ -45,6 +53,8 @@ class Recipe:
     speed: ReplicaSpeed
     devices_by_class: tuple[tuple[int, int], ...]  # (class index, devices)
     price_usd: float | None
+    settings: EngineSettings  # what its launch runs with
+    capacity: KVCapacity  # its cache in the engine's own terms
     stages_per_machine: int | None = None  # every machine of the replica holds this many stages (None: no rule)
 
     @property
@@ -56,14 +66,9 @@ class Recipe:
         return self.speed.decode_tokens_per_s
 
     @property
-    def kv_capacity_tokens(self) -> int:
-        """Tokens of one sequence the replica holds: its tightest stage's."""
-        return min(s.kv_cache_tokens for s in self.stages)
-
-    @property
     def max_users(self) -> int:
-        """Users the replica could hold at the requested context: its tightest stage's."""
-        return min(s.max_users for s in self.stages)
+        """Users the replica could hold at the requested context."""
+        return self.capacity.max_users
 
     def term_value(self, name: str) -> float | None:
         """This replica's value of an objective term (planner/schemas/objectives.py)."""
@@ -127,10 +132,13 @@ class RecipeBuilder:
         self.calibrations = calibrations
         self.topology = topology or build_topology(cluster)
         self.weights = estimate_weight_bytes(model, mix)
-        self.sizer = StageSizer(model, mix, self.weights, context=request.context, prefill_chunk=request.prefill_chunk,
+        version = getattr(getattr(request, "engine", None), "version", None)
+        self.memory = build_engine_memory(engine, version, enforce_eager=request.enforce_eager)
+        self.sizer = StageSizer(model, mix, self.weights, context=request.context, engine=self.memory,
                                 overhead_factor=request.overhead_factor, runtime_reserve_bytes=request.runtime_reserve_bytes,
                                 embedding_on_host=engine.layout.embedding_on_host)
-        self.classes = build_device_classes(cluster, request.gpu_memory_utilization)
+        self.classes = build_device_classes(cluster, serving_capacity(self.memory, request, model))
+        self.budgets = Budgets(self.memory, request, model, cluster)
         self.unsupported = {c.index: why for c in self.classes
                             if (why := check_mix_on_device(engine, model, mix, c.spec)) is not None}
         no_tp = engine.layout.tensor_parallel == "none"
@@ -177,9 +185,10 @@ class RecipeBuilder:
         if counts is None and len(ordered) > 1 and len({(u.device_class.index, u.tp) for u in ordered}) == 1:
             # Identical stages: vLLM's balanced split leaves each the same room for the cache, so
             # capacity is the best any split gives; fill greedily only when it does not fit.
-            spans = fill_layers(self.sizer, ordered, users, [len(r) for r in split_layers(self.model.num_layers, len(ordered))])
+            spans = fill_layers(self.sizer, self.budgets, ordered, users,
+                                [len(r) for r in split_layers(self.model.num_layers, len(ordered))])
         if isinstance(spans, str):
-            spans = fill_layers(self.sizer, ordered, users, counts)
+            spans = fill_layers(self.sizer, self.budgets, ordered, users, counts)
         if isinstance(spans, str):
             return spans
         plans = []
@@ -199,14 +208,17 @@ class RecipeBuilder:
         if self.request.min_tokens_per_s and speed.decode_tokens_per_s_per_user < self.request.min_tokens_per_s:
             return (f"{speed.decode_tokens_per_s_per_user:,.1f} tokens/s per user, below the "
                     f"{self.request.min_tokens_per_s:g} asked for")
-        stages = build_stages(self.sizer, ordered, spans, users, self.request.block_size, self.model.max_context)
+        stages, settings, capacity = build_stages(self.sizer, self.budgets, ordered, spans, users)
+        if capacity.max_users < users:
+            return (f"{self.engine.name}'s cache holds {capacity.max_users} request(s) of {self.request.context:,} tokens "
+                    f"on this layout, not {users}")
         by_class: dict[int, int] = {}
         for unit in ordered:
             by_class[unit.device_class.index] = by_class.get(unit.device_class.index, 0) + unit.tp
         prices = [unit.device_class.price_usd for unit in ordered]
         price = None if any(p is None for p in prices) else sum(p * u.tp for p, u in zip(prices, ordered))
         spread = stages_per_machine(ordered) if self.engine.layout.same_devices_per_machine else None
-        return Recipe(index, stages, users, speed, tuple(sorted(by_class.items())), price, spread)
+        return Recipe(index, stages, users, speed, tuple(sorted(by_class.items())), price, settings, capacity, spread)
 
     def build(self) -> CandidateSet:
         """Every recipe worth considering, and every rejection with its reason; stops at the
@@ -281,7 +293,7 @@ class RecipeBuilder:
     def _fits(self, unit: UnitType, stages: int, users: int) -> bool:
         """The memory test alone: `stages` stages of `unit` hold the model for `users`."""
         counts = even_counts(self.engine, stages, self.model.num_layers)
-        return isinstance(fill_layers(self.sizer, [unit] * stages, users, counts), list)
+        return isinstance(fill_layers(self.sizer, self.budgets, [unit] * stages, users, counts), list)
 
     def _smallest_pipeline(self, unit: UnitType, users: int) -> Recipe | str:
         """The fewest stages of `unit` that hold the model for `users` and that the engine can run.

@@ -10,12 +10,21 @@ from dataclasses import dataclass
 from planner.candidates.classes import DeviceClass, build_device_classes, tp_options
 from planner.estimate.engine import estimate_training_capacity_bytes
 from planner.estimate.engine_support import check_mix_on_device
-from planner.estimate.shards import split_layers, split_layers_first_last
 from planner.estimate.memory import estimate_training_memory
 from planner.estimate.parameters import estimate_parameters
+from planner.estimate.shards import split_layers, split_layers_first_last
 from planner.estimate.stage import MemoryEstimate
-from planner.estimate.training_speed import TrainingStep, estimate_training_flops, estimate_training_step
-from planner.estimate.zero import OFFLOADS, check_zero_layout, estimate_zero_partition, is_zero_useful
+from planner.estimate.training_speed import (
+    TrainingStep,
+    estimate_training_flops,
+    estimate_training_step,
+)
+from planner.estimate.zero import (
+    OFFLOADS,
+    check_zero_layout,
+    estimate_zero_partition,
+    is_zero_useful,
+)
 from planner.schemas.engine import EngineProfile
 from planner.schemas.inventory import Cluster
 from planner.schemas.model import ModelSpec
@@ -131,7 +140,7 @@ def build_training_candidates(
     counts = estimate_parameters(model)
     active = counts.active_parameters
 
-    classes = build_device_classes(cluster, 1.0)
+    classes = build_device_classes(cluster, estimate_training_capacity_bytes)
     layouts: list[TrainingLayout] = []
     rejections: list[str] = []
     zeros = [request.zero_stage] if request.zero_stage != "auto" else [0, 1, 2, 3]

@@ -16,7 +16,7 @@ from typing import Any
 import click
 from pydantic import BaseModel, ValidationError
 
-from planner.cli.options import option_names, given, use
+from planner.cli.options import given, option_names, use
 from planner.errors import PlannerError
 
 EXIT_OK, EXIT_INFEASIBLE, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
@@ -128,8 +128,8 @@ def main() -> None:
 
 # ----------------------------------------------------------------------------- plan memory
 @main.command()
-@use("model", "params", "engine", "weights", "kv_cache", "embedding", "lm_head", "attention", "dense_mlp", "experts", "shared_experts",
-     "users", "context", "prefill_chunk", "overhead", "runtime_reserve_gib", "mode", "optimizer", "zero_stage", "offload",
+@use("model", "params", "engine", "engine_version", "weights", "kv_cache", "embedding", "lm_head", "attention", "dense_mlp",
+     "experts", "shared_experts", "users", "context", "prefill_chunk", "max_sequences", "block_size", "enforce_eager", "overhead", "runtime_reserve_gib", "mode", "optimizer", "zero_stage", "offload",
      "recompute", "micro_batch_size", "sequence_length", "sequence_parallel", "lora_rank", "qlora", "fp32_training",
      "estimator", "largest_layer_params", "tensor_parallel_size", "pipeline_parallel_size", "data_parallel_size",
      "layer_split", "fmt")
@@ -146,9 +146,9 @@ def memory(ctx: click.Context, **params: Any) -> None:
 
 # ----------------------------------------------------------------------------- plan deploy
 @main.command()
-@use("inventory", "model", "engine", "weights", "kv_cache", "embedding", "lm_head", "attention", "dense_mlp", "experts", "shared_experts",
-     "users", "context", "prompt_tokens", "prefill_chunk", "min_tokens_per_s", "objective", "gpu_memory_utilization",
-     "overhead", "runtime_reserve_gib", "time_limit", "mode", "global_batch_size", "micro_batch_size", "sequence_length",
+@use("inventory", "model", "engine", "engine_version", "weights", "kv_cache", "embedding", "lm_head", "attention", "dense_mlp",
+     "experts", "shared_experts", "users", "context", "prompt_tokens", "prefill_chunk", "max_sequences", "min_tokens_per_s",
+     "objective", "gpu_memory_utilization", "kv_cache_memory_bytes", "block_size", "enforce_eager", "overhead", "runtime_reserve_gib", "time_limit", "mode", "global_batch_size", "micro_batch_size", "sequence_length",
      "optimizer", "recompute", "zero_stage", "offload", "lora_rank", "qlora", "fp32_training", "tensor_parallel_size",
      "pipeline_parallel_size", "data_parallel_size", "layer_split", "output", "fmt")
 @click.pass_context

@@ -76,21 +76,37 @@ OPTIONS: dict[str, Callable[[Callable[..., Any]], Callable[..., Any]]] = {
                             help="Tokens per user [default: 4096, capped at the model's maximum]."),
     "prompt_tokens": click.option("--prompt-tokens", "prompt_tokens", type=_int(1, MAX_CONTEXT_TOKENS), default=None,
                                   help="Prompt length for time to first token [default: half the context]."),
-    "prefill_chunk": click.option("--prefill-chunk", "prefill_chunk", type=_int(1, MAX_BATCH), default=2048, show_default=True,
-                                  help="Tokens per forward pass (vLLM max_num_batched_tokens)."),
+    "prefill_chunk": click.option("--prefill-chunk", "--max-num-batched-tokens", "prefill_chunk", type=_int(1, MAX_BATCH),
+                                  default=None, help="Tokens per forward pass: vLLM max_num_batched_tokens, SGLang "
+                                                     "chunked_prefill_size, llama.cpp ubatch [default: the engine's on each device]."),
+    "max_sequences": click.option("--max-num-seqs", "max_sequences", type=_int(1, MAX_USERS), default=None,
+                                  help="The engine's concurrency cap: vLLM max_num_seqs, SGLang max_running_requests, llama.cpp "
+                                       "slots [default: the engine's, raised to the users a replica serves]."),
+    "block_size": click.option("--block-size", "block_size", type=_int(1, 65536), default=None,
+                               help="KV-cache block in tokens (vLLM --block-size) [default: the engine's]."),
+    "kv_cache_memory_bytes": click.option("--kv-cache-memory-bytes", "kv_cache_memory_bytes", type=_int(1, 2**50), default=None,
+                                          help="An explicit KV-cache budget per device in bytes (vLLM), instead of "
+                                               "--gpu-memory-utilization."),
+    "enforce_eager": click.option("--enforce-eager", "enforce_eager", is_flag=True,
+                                  help="No CUDA graphs (vLLM): their memory is not counted."),
+    "engine_version": click.option("--engine-version", "engine_version", metavar="VERSION", default=None,
+                                   help="The engine version whose memory rules to apply (vLLM 0.8-0.33) [default: the "
+                                        "profile's, docs/engines.md]."),
     "min_tokens_per_s": click.option("--min-tokens-per-s", "min_tokens_per_s", type=FiniteFloat(0, 1e9, low_open=True),
                                      default=None, help="Every user must decode at least this fast."),
     "objective": click.option("--objective", type=click.Choice(list(OBJECTIVES)), default="throughput", show_default=True,
                               help="What to optimise once everything fits (docs/solver.md)."),
-    "gpu_memory_utilization": click.option("--gpu-memory-utilization", "gpu_memory_utilization",
-                                           type=FiniteFloat(0, 1, low_open=True), default=0.9, show_default=True,
-                                           help="Share of GPU memory the engine takes (vLLM)."),
+    "gpu_memory_utilization": click.option("--gpu-memory-utilization", "--mem-fraction-static", "gpu_memory_utilization",
+                                           type=FiniteFloat(0, 1, low_open=True), default=None,
+                                           help="Share of GPU memory the engine takes: vLLM gpu_memory_utilization, SGLang "
+                                                "mem_fraction_static [default: the engine's: vLLM 0.92, SGLang by GPU memory]."),
     # memory accounting
     "overhead": click.option("--overhead", type=FiniteFloat(0, 1), default=None,
                              help="The seed's overhead factor O on weights [default: 0 with --model, whose engine overheads "
                                   "are counted exactly; the seed's 0.1 with --params]."),
     "runtime_reserve_gib": click.option("--runtime-reserve-gib", "runtime_reserve_gib", type=FiniteFloat(0, 1e6), default=None,
-                                        help="Per-device memory outside the engine's allocator, GiB [default: 0.35]."),
+                                        help="Per-device memory outside the engine's own accounting, GiB (vLLM: in place "
+                                             "of its non-torch estimate) [default: the engine's; 0.35 without --engine]."),
     "time_limit": click.option("--time-limit", "time_limit", type=FiniteFloat(0.1, MAX_TIME_LIMIT_S), default=60.0,
                                show_default=True, help="Wall-clock limit for the whole run (candidates, solver, explanations), s."),
     # training

@@ -19,7 +19,8 @@ Mode = Literal["serve", "train"]
 # Options that only mean something in one mode; giving one in the other mode is an error.
 TRAIN_ONLY = ("optimizer", "zero_stage", "offload", "recompute", "micro_batch_size", "sequence_length", "lora_rank",
               "qlora", "fp32_training", "global_batch_size", "sequence_parallel", "estimator", "largest_layer_params")
-SERVE_ONLY = ("users", "prompt_tokens", "min_tokens_per_s", "objective", "gpu_memory_utilization", "kv_cache")
+SERVE_ONLY = ("users", "prompt_tokens", "min_tokens_per_s", "objective", "gpu_memory_utilization", "kv_cache",
+              "prefill_chunk", "max_sequences", "block_size", "kv_cache_memory_bytes", "enforce_eager")
 
 
 class _Args(BaseModel):
@@ -46,6 +47,11 @@ class TrainingArgs(PrecisionArgs):
 
     mode: Mode = "serve"
     engine: str | None = Field(None, max_length=100, description="Engine profile id.")
+    engine_version: str | None = Field(None, max_length=100, pattern=r"^[0-9A-Za-z][0-9A-Za-z.+\-]*$", description="Engine version.")
+    prefill_chunk: int | None = Field(None, ge=1, le=MAX_BATCH)
+    max_sequences: int | None = Field(None, ge=1, le=MAX_USERS)
+    block_size: int | None = Field(None, ge=1, le=65536)
+    enforce_eager: bool = False
     overhead: float | None = Field(None, ge=0, le=1, description="The seed's O on weights.")
     runtime_reserve_gib: float | None = Field(None, ge=0, le=1e6, description="Per-device memory outside the engine, GiB.")
     optimizer: Optimizer = "adamw"
@@ -73,14 +79,14 @@ class TrainingArgs(PrecisionArgs):
         return value
 
     @model_validator(mode="after")
-    def _check_split(self) -> "TrainingArgs":
+    def _check_split(self) -> TrainingArgs:
         if self.layer_split and self.pipeline_parallel_size and len(self.layer_split) != self.pipeline_parallel_size:
             raise ValueError(f"--layer-split lists {len(self.layer_split)} stages, --pipeline-parallel-size is "
                              f"{self.pipeline_parallel_size}")
         return self
 
     @model_validator(mode="after")
-    def _check_mode(self) -> "TrainingArgs":
+    def _check_mode(self) -> TrainingArgs:
         other = TRAIN_ONLY if self.mode == "serve" else SERVE_ONLY
         given = [name for name in other if name in self.explicit]
         if given:
@@ -99,14 +105,13 @@ class MemoryArgs(TrainingArgs):
     params: str | None = Field(None, max_length=100)
     users: int = Field(1, ge=1, le=MAX_USERS)
     context: int | None = Field(None, ge=1, le=MAX_CONTEXT_TOKENS)
-    prefill_chunk: int = Field(2048, ge=1, le=MAX_BATCH)
     estimator: Literal["planner", "deepspeed"] = "planner"
     largest_layer_params: str | None = Field(None, max_length=100)
     sequence_parallel: bool = False
     fmt: Format = "table"
 
     @model_validator(mode="after")
-    def _check_model(self) -> "MemoryArgs":
+    def _check_model(self) -> MemoryArgs:
         if bool(self.model) == bool(self.params):
             raise ValueError("give exactly one of --model NAME|PATH or --params SIZE")
         if self.params and ((self.tensor_parallel_size or 1) > 1 or (self.pipeline_parallel_size or 1) > 1 or self.layer_split):
@@ -123,10 +128,10 @@ class DeployArgs(TrainingArgs):
     users: int = Field(1, ge=1, le=MAX_USERS)
     context: int | None = Field(None, ge=1, le=MAX_CONTEXT_TOKENS)
     prompt_tokens: int | None = Field(None, ge=1, le=MAX_CONTEXT_TOKENS)
-    prefill_chunk: int = Field(2048, ge=1, le=MAX_BATCH)
     min_tokens_per_s: float | None = Field(None, gt=0, le=1e9)
     objective: Objective = "throughput"
-    gpu_memory_utilization: float = Field(0.9, gt=0, le=1)
+    gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
+    kv_cache_memory_bytes: int | None = Field(None, ge=1, le=2**50)
     time_limit: float = Field(60.0, ge=0.1, le=MAX_TIME_LIMIT_S)
     global_batch_size: int = Field(64, ge=1, le=MAX_BATCH)
     output: str | None = Field(None, max_length=4096)

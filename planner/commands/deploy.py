@@ -10,16 +10,32 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from planner.assign.identity import build_inventory_ref, build_model_ref, build_precision_out
+from planner.assign.identity import (
+    build_inventory_ref,
+    build_model_ref,
+    build_precision_out,
+)
 from planner.assign.serve import build_serve_plan
 from planner.assign.train import build_train_plan
 from planner.candidates.recipes import build_candidates
-from planner.candidates.training import build_training_candidates, build_training_workload
+from planner.candidates.training import (
+    build_training_candidates,
+    build_training_workload,
+)
 from planner.commands.args import DeployArgs
 from planner.commands.engine import resolve_engine
-from planner.commands.memory import resolve_context, resolve_lora, resolve_overhead, resolve_reserve
+from planner.commands.memory import (
+    resolve_context,
+    resolve_lora,
+    resolve_overhead,
+    resolve_reserve,
+    resolve_training_reserve,
+)
 from planner.errors import InputError
-from planner.estimate.parallelism import check_pipeline_parallel_size, check_tensor_parallel_size
+from planner.estimate.parallelism import (
+    check_pipeline_parallel_size,
+    check_tensor_parallel_size,
+)
 from planner.estimate.shards import check_layer_split
 from planner.estimate.zero import check_zero_layout
 from planner.explain import explain_binding, explain_changes
@@ -33,7 +49,13 @@ from planner.loaders.validation import to_input_error
 from planner.report.plan import to_plan_dict, to_plan_text
 from planner.schemas.inventory import Cluster
 from planner.schemas.model import ModelSpec
-from planner.schemas.plan import ServePlan, ServePlanRequest, SolveStatus, TrainPlan, TrainPlanRequest
+from planner.schemas.plan import (
+    ServePlan,
+    ServePlanRequest,
+    SolveStatus,
+    TrainPlan,
+    TrainPlanRequest,
+)
 from planner.solver.solve import solve_candidates
 from planner.solver.training import solve_training
 from planner.topology import build_topology
@@ -58,6 +80,7 @@ class DeployResult:
 
 # Request fields whose option is spelled differently.
 REQUEST_OPTIONS = {"time_limit_s": "--time-limit", "runtime_reserve_bytes": "--runtime-reserve-gib",
+                   "max_sequences": "--max-num-seqs",
                    "overhead_factor": "--overhead", "lora": "--lora-rank", "mixed_precision": "--fp32-training"}
 
 
@@ -105,8 +128,9 @@ def run_deploy(args: DeployArgs) -> DeployResult:
     engine, mix, engine_ref = resolve_engine(args, cluster, model)
     request = _typed(ServePlanRequest,
         model=build_model_ref(model), precision=build_precision_out(mix), engine=engine_ref, users=args.users, context=context,
-        prompt_tokens=args.prompt_tokens, prefill_chunk=args.prefill_chunk, min_tokens_per_s=args.min_tokens_per_s,
-        objective=args.objective, gpu_memory_utilization=args.gpu_memory_utilization,
+        prompt_tokens=args.prompt_tokens, prefill_chunk=args.prefill_chunk, max_sequences=args.max_sequences,
+        min_tokens_per_s=args.min_tokens_per_s, objective=args.objective, gpu_memory_utilization=args.gpu_memory_utilization,
+        kv_cache_memory_bytes=args.kv_cache_memory_bytes, enforce_eager=args.enforce_eager, block_size=args.block_size,
         overhead_factor=resolve_overhead(args, exact=True), runtime_reserve_bytes=resolve_reserve(args),
         time_limit_s=args.time_limit, **_pins(args, model),
     )
@@ -156,7 +180,7 @@ def _run_train(args: DeployArgs, cluster: Cluster, model: ModelSpec, start: floa
         global_batch_size=args.global_batch_size,
         micro_batch_size=args.micro_batch_size, sequence_length=sequence, optimizer=args.optimizer,
         mixed_precision=not args.fp32_training, recompute=args.recompute, zero_stage=args.zero_stage, offload=args.offload,
-        lora=resolve_lora(args), overhead_factor=resolve_overhead(args, exact=True), runtime_reserve_bytes=resolve_reserve(args),
+        lora=resolve_lora(args), overhead_factor=resolve_overhead(args, exact=True), runtime_reserve_bytes=resolve_training_reserve(args),
         time_limit_s=args.time_limit, **{k: v for k, v in _pins(args, model).items() if k != "layer_split"},
     )
     calibrations = load_calibration()

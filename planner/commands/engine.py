@@ -8,6 +8,7 @@ from planner.commands.memory import resolve_mix
 from planner.errors import InputError
 from planner.estimate.engine_choice import choose_engine, engine_order, engines_that_run
 from planner.estimate.engine_support import mix_families, runs_on
+from planner.estimate.engines.vllm import parse_version
 from planner.loaders.engines import find_engine, load_engine_catalog
 from planner.schemas.engine import EngineProfile
 from planner.schemas.inventory import Cluster
@@ -18,6 +19,24 @@ from planner.schemas.precision import PrecisionMix
 
 def _ref(profile: EngineProfile, chosen_by: str, reason: str) -> EngineRef:
     return EngineRef(id=profile.id, name=profile.name, version=profile.version, chosen_by=chosen_by, reason=reason)  # type: ignore[arg-type]
+
+
+OLDEST_VLLM = (0, 8, 0)  # the first V1 release whose start-up accounting the memory rules follow
+
+
+def resolve_version(profile: EngineProfile, requested: str | None) -> str:
+    """The engine version the plan's figures assume: the profile's, or --engine-version where the
+    engine's memory rules are kept by version (vLLM, 0.8 to the profile's)."""
+    if requested is None or requested == profile.version:
+        return profile.version
+    if profile.memory.model == "vllm":
+        version = parse_version(requested)
+        if OLDEST_VLLM <= version <= parse_version(profile.version):
+            return requested
+        raise InputError(f"vLLM's memory rules are kept for 0.8.0 to {profile.version}, not {requested}",
+                         field="--engine-version")
+    raise InputError(f"{profile.name}'s figures are for version {profile.version} only, not {requested}",
+                     field="--engine-version")
 
 
 def _where(profile: EngineProfile) -> str:
@@ -40,6 +59,12 @@ def _refuse(args: TrainingArgs, cluster: Cluster, model: ModelSpec, mix: Precisi
 
 def resolve_engine(args: TrainingArgs, cluster: Cluster, model: ModelSpec) -> tuple[EngineProfile, PrecisionMix, EngineRef]:
     """The engine, the mix it runs and the plan's record of both, or exit 2 naming the engines that can."""
+    profile, mix, ref = _resolve(args, cluster, model)
+    version = resolve_version(profile, args.engine_version)
+    return profile, mix, ref.model_copy(update={"version": version})
+
+
+def _resolve(args: TrainingArgs, cluster: Cluster, model: ModelSpec) -> tuple[EngineProfile, PrecisionMix, EngineRef]:
     profiles = load_engine_catalog()
     mix = resolve_mix(args, model)
     if args.engine:

@@ -7,20 +7,35 @@ from typing import Any
 
 from planner.commands.args import MemoryArgs, TrainingArgs
 from planner.errors import InputError
-from planner.limits import MAX_PARAMETER_COUNT
 from planner.estimate.engine_support import mix_families
-from planner.estimate.parallelism import check_pipeline_parallel_size, check_tensor_parallel_size
+from planner.estimate.engines import build_engine_memory
+from planner.estimate.parallelism import (
+    check_pipeline_parallel_size,
+    check_tensor_parallel_size,
+)
 from planner.estimate.shards import check_layer_split, ranges_of
 from planner.estimate.zero import check_zero_layout
+from planner.limits import MAX_PARAMETER_COUNT
 from planner.loaders.catalog import load_model
 from planner.loaders.engines import find_engine, load_engine_catalog
 from planner.loaders.formats import build_precision_mix, resolve_weight_format
-from planner.report.memory import to_deepspeed_dict, to_memory_dict, to_memory_text, to_quick_memory_dict
+from planner.report.memory import (
+    to_deepspeed_dict,
+    to_memory_dict,
+    to_memory_text,
+    to_quick_memory_dict,
+)
 from planner.schemas.engine import EngineProfile
 from planner.schemas.model import ModelSpec
 from planner.schemas.precision import PrecisionMix
 from planner.schemas.serving import DEFAULT_RUNTIME_RESERVE_BYTES
-from planner.schemas.workload import SEED_OVERHEAD_FACTOR, LoRASpec, Parallelism, ServeWorkload, TrainWorkload
+from planner.schemas.workload import (
+    SEED_OVERHEAD_FACTOR,
+    LoRASpec,
+    Parallelism,
+    ServeWorkload,
+    TrainWorkload,
+)
 from planner.units import gib_to_bytes, parse_count
 
 DEFAULT_CONTEXT = 4096
@@ -71,9 +86,15 @@ def resolve_overhead(args: TrainingArgs, *, exact: bool) -> float:
     return 0.0 if exact else SEED_OVERHEAD_FACTOR
 
 
-def resolve_reserve(args: TrainingArgs) -> int:
-    """--runtime-reserve-gib in bytes, or the default measured by vLLM."""
-    return DEFAULT_RUNTIME_RESERVE_BYTES if args.runtime_reserve_gib is None else gib_to_bytes(args.runtime_reserve_gib)
+def resolve_reserve(args: TrainingArgs) -> int | None:
+    """--runtime-reserve-gib in bytes, or None: the engine's own estimate."""
+    return None if args.runtime_reserve_gib is None else gib_to_bytes(args.runtime_reserve_gib)
+
+
+def resolve_training_reserve(args: TrainingArgs) -> int:
+    """--runtime-reserve-gib in bytes, or the fixed reserve training assumes (0.35 GiB)."""
+    reserve = resolve_reserve(args)
+    return DEFAULT_RUNTIME_RESERVE_BYTES if reserve is None else reserve
 
 
 def resolve_lora(args: TrainingArgs) -> LoRASpec | None:
@@ -94,7 +115,7 @@ def _train_workload(args: MemoryArgs, sequence_length: int, overhead: float) -> 
         micro_batch_size=args.micro_batch_size, sequence_length=sequence_length, optimizer=args.optimizer,
         mixed_precision=not args.fp32_training, recompute=_fixed(args.recompute, "none"),
         sequence_parallel=args.sequence_parallel, zero_stage=zero, offload=offload, lora=resolve_lora(args),
-        overhead_factor=overhead, runtime_reserve_bytes=resolve_reserve(args),
+        overhead_factor=overhead, runtime_reserve_bytes=resolve_training_reserve(args),
     )
 
 
@@ -130,7 +151,7 @@ def _quick(args: MemoryArgs) -> tuple[dict[str, Any], Callable[[dict[str, Any]],
                          field="--weights")
     overhead = resolve_overhead(args, exact=False)
     training = _train_workload(args, args.sequence_length or DEFAULT_CONTEXT, overhead) if args.mode == "train" else None
-    report = to_quick_memory_dict(parameters, weights, overhead_factor=overhead, runtime_reserve_bytes=resolve_reserve(args),
+    report = to_quick_memory_dict(parameters, weights, overhead_factor=overhead, runtime_reserve_bytes=resolve_training_reserve(args),
                                   training=training, data_parallel_size=(args.data_parallel_size or 1))
     if training is not None and args.estimator == "deepspeed":
         largest = parse_count(args.largest_layer_params, field="--largest-layer-params", maximum=MAX_PARAMETER_COUNT) if args.largest_layer_params else 0
@@ -166,10 +187,16 @@ def run_memory(args: MemoryArgs) -> tuple[dict[str, Any], Callable[[dict[str, An
             runtime_reserve_bytes=resolve_reserve(args))
     else:
         workload = _train_workload(args, args.sequence_length or context, overhead)
+    from planner.commands.engine import resolve_version
+
+    version = resolve_version(engine, args.engine_version) if engine is not None else None
+    memory = None
+    if engine is not None and engine.kind == "serve":
+        memory = build_engine_memory(engine, version, enforce_eager=args.enforce_eager)
     report = to_memory_dict(model, mix, workload, parallelism, stages=stages,
-                            embedding_on_host=bool(engine and engine.layout.embedding_on_host))
+                            embedding_on_host=bool(engine and engine.layout.embedding_on_host), engine=memory)
     if engine is not None:
-        report["engine"] = {"id": engine.id, "name": engine.name, "version": engine.version}
+        report["engine"] = {"id": engine.id, "name": engine.name, "version": version}
     if isinstance(workload, TrainWorkload) and args.estimator == "deepspeed":
         largest = (parse_count(args.largest_layer_params, field="--largest-layer-params", maximum=MAX_PARAMETER_COUNT) if args.largest_layer_params
                    else _largest_tensor(model))

@@ -12,6 +12,8 @@ from planner.estimate.activations import (
     estimate_training_layer_activation_bytes,
     estimate_training_logits_bytes,
 )
+from planner.estimate.engines import EngineMemory, EngineSettings
+from planner.estimate.engines.generic import GenericMemory
 from planner.estimate.optimizer import estimate_optimizer_state_bytes
 from planner.estimate.parameters import TensorCount
 from planner.estimate.shards import estimate_shard_fraction, is_on_stage, split_layers
@@ -20,26 +22,39 @@ from planner.estimate.weights import TensorBytes, estimate_weight_bytes
 from planner.estimate.zero import estimate_zero_partition
 from planner.schemas.model import ModelSpec
 from planner.schemas.precision import PrecisionMix
+from planner.schemas.serving import ServeRequest
 from planner.schemas.workload import Parallelism, ServeWorkload, TrainWorkload
 
 
 def estimate_serving_memory(
     model: ModelSpec, mix: PrecisionMix, workload: ServeWorkload, parallelism: Parallelism | None = None,
-    stages: list[range] | None = None, embedding_on_host: bool = False,
+    stages: list[range] | None = None, embedding_on_host: bool = False, engine: EngineMemory | None = None,
+    settings: EngineSettings | None = None,
 ) -> MemoryEstimate:
     """Memory per device to serve `workload.users` sequences of `workload.context` tokens, with
-    the layers split over the pipeline stages as given, else evenly as vLLM splits them."""
+    the layers split over the pipeline stages as given, else evenly as vLLM splits them, in the
+    engine's accounting (engine-neutral without one)."""
     parallelism = parallelism or Parallelism()
     stages = stages or split_layers(model.num_layers, parallelism.pipeline_parallel_size)
-    sizer = StageSizer(model, mix, estimate_weight_bytes(model, mix), context=workload.context,
-                       prefill_chunk=workload.prefill_chunk, overhead_factor=workload.overhead_factor,
-                       runtime_reserve_bytes=workload.runtime_reserve_bytes, embedding_on_host=embedding_on_host)
+    engine = engine or GenericMemory()
+    if settings is None:
+        settings = engine.settings(None, workload_request(workload), model=model, tp=parallelism.tensor_parallel_size,
+                                   pp=len(stages))
+    sizer = StageSizer(model, mix, estimate_weight_bytes(model, mix), context=workload.context, engine=engine,
+                       overhead_factor=workload.overhead_factor, runtime_reserve_bytes=workload.runtime_reserve_bytes,
+                       embedding_on_host=embedding_on_host)
     devices = [
         sizer.memory(layers, first=s == 0, last=s == len(stages) - 1, tp=parallelism.tensor_parallel_size,
-                     users=workload.users, stage=s)
+                     users=workload.users, settings=settings, pipeline_stages=len(stages), stage=s)
         for s, layers in enumerate(stages)
     ]
-    return MemoryEstimate(tuple(devices), parallelism)
+    return MemoryEstimate(tuple(devices), parallelism, settings)
+
+
+def workload_request(workload: ServeWorkload) -> ServeRequest:
+    """The serving request a `plan memory` workload stands for (the engine's defaults elsewhere)."""
+    return ServeRequest(users=workload.users, context=workload.context, prefill_chunk=workload.prefill_chunk,
+                        runtime_reserve_bytes=workload.runtime_reserve_bytes)
 
 
 def estimate_lora_adapter_tensors(tensors: list[TensorBytes], workload: TrainWorkload) -> list[TensorCount]:

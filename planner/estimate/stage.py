@@ -1,23 +1,30 @@
 """The memory of one serving stage, computed in one place.
 
 A stage (a tensor-parallel group holding contiguous layers) needs, on each of its devices: its
-share of the stage's weights, the KV cache of its layers for every user of the replica, the
-prefill activation peak over its layers (plus fp32 logits on the last stage), the seed's O on the
-weights and the runtime reserve. StageSizer keeps per-layer sums for each tensor-parallel size so
-the candidates can try thousands of layer ranges; `plan memory` asks it too, so both agree.
+share of the stage's weights, the KV cache of its layers for every user of the replica as its
+engine lays it out, the engine's activation peak over its layers, and the engine's overhead plus
+the seed's O on the weights. StageSizer keeps per-layer sums for each tensor-parallel size so the
+candidates can try thousands of layer ranges; `plan memory` asks it too, so both agree.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from planner.estimate.activations import estimate_block_peak_elements, estimate_logits_bytes, ACTIVATION_BYTES
+from planner.estimate.activations import estimate_block_peak_elements
 from planner.estimate.attention import LayerAttention, build_layer_attention
+from planner.estimate.engines.base import EngineMemory, EngineSettings, KVLayout
 from planner.estimate.shards import estimate_shard_fraction
-from planner.estimate.weights import WeightEstimate
+from planner.estimate.engine_support import family_of
+from planner.estimate.weights import TensorBytes, WeightEstimate
 from planner.schemas.model import ModelSpec
 from planner.schemas.precision import PrecisionMix
 from planner.schemas.workload import Parallelism
+
+def is_padded_expert(item: TensorBytes, mix: PrecisionMix) -> bool:
+    """An MXFP4 routed-expert matrix, which vLLM's kernels pad (estimate/engines/vllm.py)."""
+    return item.tensor.component == "experts" and item.tensor.is_matrix and family_of(item.format_id, mix) == "mxfp4"
+
 
 MEMORY_FIELDS = (
     "weights_bytes", "kv_cache_bytes", "activations_bytes", "gradients_bytes", "optimizer_bytes", "overhead_bytes",
@@ -35,7 +42,7 @@ class DeviceMemory:
     activations_bytes: float = 0.0
     gradients_bytes: float = 0.0
     optimizer_bytes: float = 0.0
-    overhead_bytes: float = 0.0  # the seed's O on the weights plus the runtime reserve
+    overhead_bytes: float = 0.0  # the engine's own (non-torch, CUDA graphs, reserve) plus the seed's O on the weights
     cpu_offload_bytes: float = 0.0  # model states moved to host memory (not in total_bytes)
     notes: tuple[str, ...] = field(default=())
 
@@ -50,6 +57,7 @@ class MemoryEstimate:
 
     devices: tuple[DeviceMemory, ...]
     parallelism: Parallelism
+    settings: EngineSettings | None = None  # serving: what the engine runs with
 
     @property
     def peak(self) -> DeviceMemory:
@@ -99,24 +107,28 @@ class _PerRank:
 
 class StageSizer:
     """Per-layer bytes for each tensor-parallel size, computed once; the one source of a serving
-    stage's memory."""
+    stage's memory. The weights are the planner's exact accounting; everything else (activation
+    peak, overhead, the cache's layout) is the engine's own (estimate/engines/)."""
 
     def __init__(self, model: ModelSpec, mix: PrecisionMix, weights: WeightEstimate, *, context: int,
-                 prefill_chunk: int, overhead_factor: float, runtime_reserve_bytes: float,
+                 engine: EngineMemory, overhead_factor: float, runtime_reserve_bytes: int | None,
                  embedding_on_host: bool = False) -> None:
-        self.model, self.mix, self.weights = model, mix, weights
+        self.model, self.mix, self.weights, self.engine = model, mix, weights, engine
         self.embedding_on_host = embedding_on_host  # llama.cpp keeps token_embd in host memory
-        self.context, self.prefill_chunk = context, prefill_chunk
+        self.context = context
         self.overhead_factor, self.runtime_reserve_bytes = overhead_factor, runtime_reserve_bytes
-        self._ranks: dict[int, _PerRank] = {}
-        self._kv: dict[tuple[int, int], list[float]] = {}
+        self._ranks: dict[tuple[int, float], _PerRank] = {}
+        self._layouts: dict[tuple[int, EngineSettings, int], KVLayout] = {}
 
-    def _rank(self, tp: int) -> _PerRank:
-        if tp not in self._ranks:
+    def _rank(self, tp: int, expert_factor: float = 1.0) -> _PerRank:
+        key = (tp, expert_factor)
+        if key not in self._ranks:
             per_layer = [0.0] * self.model.num_layers
             embedding = head = 0.0
             for item in self.weights.tensors:
                 size = item.bytes * estimate_shard_fraction(item.tensor, self.model, tp)
+                if expert_factor != 1.0 and is_padded_expert(item, self.mix):
+                    size *= expert_factor
                 if item.tensor.layer is not None:
                     per_layer[item.tensor.layer] += size
                 elif item.tensor.kind == "token_embd":
@@ -124,19 +136,21 @@ class StageSizer:
                 else:
                     head += size
             peaks = [estimate_block_peak_elements(self.model, i, tp) for i in range(self.model.num_layers)]
-            self._ranks[tp] = _PerRank(_prefix(per_layer), embedding, head,
-                                       build_layer_attention(self.model, self.mix.kv_cache_dtype, tp), _RangeMax(peaks))
-        return self._ranks[tp]
+            self._ranks[key] = _PerRank(_prefix(per_layer), embedding, head,
+                                        build_layer_attention(self.model, self.mix.kv_cache_dtype, tp), _RangeMax(peaks))
+        return self._ranks[key]
 
     def attention(self, tp: int) -> tuple[LayerAttention, ...]:
         """The layer descriptions on one rank of a tp-way group."""
         return self._rank(tp).attention
 
-    def _kv_prefix(self, tp: int, users: int) -> list[float]:
-        key = (tp, users)
-        if key not in self._kv:
-            self._kv[key] = _prefix([layer.cache_bytes(self.context, users) for layer in self.attention(tp)])
-        return self._kv[key]
+    def layout(self, tp: int, settings: EngineSettings, pipeline_stages: int = 1) -> KVLayout:
+        """The engine's cache layout on one rank of a tp-way group at the context."""
+        key = (tp, settings, pipeline_stages)
+        if key not in self._layouts:
+            self._layouts[key] = self.engine.kv_layout(self.model, self.attention(tp), context=self.context,
+                                                       settings=settings, pipeline_stages=pipeline_stages)
+        return self._layouts[key]
 
     def outer_weight_bytes(self, tp: int, *, first: bool, last: bool) -> float:
         """Embedding (first stage; the last too when tied) and head (last stage) bytes on one rank."""
@@ -144,29 +158,33 @@ class StageSizer:
         on_device = (first and not self.embedding_on_host) or (last and self.model.tie_word_embeddings)
         return (rank.embedding if on_device else 0.0) + (rank.head if last else 0.0)
 
-    def _parts(self, a: int, b: int, first: bool, last: bool, tp: int, users: int) -> tuple[float, float, float, float]:
-        rank = self._rank(tp)
+    def _parts(self, a: int, b: int, first: bool, last: bool, tp: int, users: int, settings: EngineSettings,
+               pipeline_stages: int) -> tuple[float, float, float, float]:
+        rank = self._rank(tp, settings.mxfp4_expert_factor)
         weights = self.outer_weight_bytes(tp, first=first, last=last) + rank.weights[b] - rank.weights[a]
-        kv_prefix = self._kv_prefix(tp, users)
-        kv = kv_prefix[b] - kv_prefix[a]
-        chunk = min(self.prefill_chunk, self.context * users)
-        activations = chunk * rank.activation_peak.max(a, b) * ACTIVATION_BYTES
-        if last:
-            activations += estimate_logits_bytes(self.model, users)
-        return weights, kv, activations, self.overhead_factor * weights + self.runtime_reserve_bytes
+        kv = self.engine.kv_bytes(self.layout(tp, settings, pipeline_stages), a, b, users, settings)
+        activations = self.engine.activation_bytes(self.model, rank.activation_peak.max(a, b), last=last, users=users,
+                                                   context=self.context, settings=settings)
+        overhead = self.overhead_factor * weights + self.engine.overhead_bytes(
+            self.model, layers=b - a, tp=tp, weights_bytes=weights, settings=settings,
+            reserve_bytes=self.runtime_reserve_bytes)
+        return weights, kv, activations, overhead
 
-    def memory(self, layers: range, *, first: bool, last: bool, tp: int, users: int, stage: int = 0) -> DeviceMemory:
+    def memory(self, layers: range, *, first: bool, last: bool, tp: int, users: int, settings: EngineSettings,
+               pipeline_stages: int = 1, stage: int = 0) -> DeviceMemory:
         """What each device of the stage needs."""
-        weights, kv, activations, overhead = self._parts(layers.start, layers.stop, first, last, tp, users)
+        weights, kv, activations, overhead = self._parts(layers.start, layers.stop, first, last, tp, users, settings,
+                                                         pipeline_stages)
         return DeviceMemory(stage=stage, layers=(layers.start, layers.stop), weights_bytes=weights, kv_cache_bytes=kv,
                             activations_bytes=activations, overhead_bytes=overhead)
 
-    def kv_bytes(self, layers: range, *, tp: int, users: int) -> float:
+    def kv_bytes(self, layers: range, *, tp: int, users: int, settings: EngineSettings, pipeline_stages: int = 1) -> float:
         """The KV cache of `layers` on one rank for `users` sequences at the context."""
-        prefix = self._kv_prefix(tp, users)
-        return prefix[layers.stop] - prefix[layers.start]
+        return self.engine.kv_bytes(self.layout(tp, settings, pipeline_stages), layers.start, layers.stop, users, settings)
 
-    def need_bytes(self, layers: range, *, first: bool, last: bool, tp: int, users: int) -> float:
+    def need_bytes(self, layers: range, *, first: bool, last: bool, tp: int, users: int, settings: EngineSettings,
+                   pipeline_stages: int = 1) -> float:
         """memory(...).total_bytes, the same float, without building the record (the fill's inner loop)."""
-        weights, kv, activations, overhead = self._parts(layers.start, layers.stop, first, last, tp, users)
+        weights, kv, activations, overhead = self._parts(layers.start, layers.stop, first, last, tp, users, settings,
+                                                         pipeline_stages)
         return weights + kv + activations + 0.0 + 0.0 + overhead  # the order of MEMORY_FIELDS

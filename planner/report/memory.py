@@ -4,14 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from planner.estimate.deepspeed import estimate_deepspeed_zero2, estimate_deepspeed_zero3
-from planner.estimate.kv_cache import estimate_kv_bytes_per_token, estimate_kv_bytes_per_token_layer
+from planner.estimate.deepspeed import (
+    estimate_deepspeed_zero2,
+    estimate_deepspeed_zero3,
+)
+from planner.estimate.engines import EngineMemory
+from planner.estimate.kv_cache import (
+    estimate_kv_bytes_per_token,
+    estimate_kv_bytes_per_token_layer,
+)
 from planner.estimate.memory import estimate_serving_memory, estimate_training_memory
-from planner.estimate.stage import MEMORY_FIELDS, MemoryEstimate
-from planner.estimate.zero import estimate_zero_partition
 from planner.estimate.parameters import estimate_model_tensors, estimate_parameters
 from planner.estimate.seed import SEED_OVERHEAD_RANGE, estimate_seed_table
+from planner.estimate.stage import MEMORY_FIELDS, MemoryEstimate
 from planner.estimate.weights import estimate_weight_bytes
+from planner.estimate.zero import estimate_zero_partition
 from planner.report.table import to_size, to_text_table
 from planner.schemas.model import ModelSpec
 from planner.schemas.precision import COMPONENTS, PrecisionFormat, PrecisionMix
@@ -95,15 +102,17 @@ def to_memory_dict(
     *,
     stages: list[range] | None = None,
     embedding_on_host: bool = False,
+    engine: EngineMemory | None = None,
 ) -> dict[str, Any]:
-    """Everything `plan memory` reports for a model with a known architecture."""
+    """Everything `plan memory` reports for a model with a known architecture (serving in the
+    engine's accounting when one is given)."""
     weights = estimate_weight_bytes(model, mix)
     total_params = sum(t.params for t in estimate_model_tensors(model))
     by_component = {c: int(round(b)) for c, b in weights.by_component.items() if b}
     train = isinstance(workload, TrainWorkload)
     estimate: MemoryEstimate = (
         estimate_training_memory(model, mix, workload, parallelism, stages) if train
-        else estimate_serving_memory(model, mix, workload, parallelism, stages, embedding_on_host)
+        else estimate_serving_memory(model, mix, workload, parallelism, stages, embedding_on_host, engine)
     )
     peak = _device_dict(estimate.peak)
     t = parallelism.tensor_parallel_size
@@ -128,6 +137,10 @@ def to_memory_dict(
     }
     if not train:
         out["kv_cache"]["total_bytes_per_device"] = peak["memory"]["kv_cache_bytes"]
+        settings = estimate.settings
+        assert settings is not None
+        out["engine_settings"] = {"batch_tokens": settings.batch_tokens, "max_sequences": settings.sequences(workload.users),
+                                  "block_size": settings.block_size, "cuda_graphs": settings.cuda_graphs}
     return out
 
 
@@ -267,8 +280,10 @@ def to_memory_text(report: dict[str, Any]) -> str:
     workload = report["workload"]
     par = report["parallelism"]
     if workload["mode"] == "serve":
+        engine = report["engine_settings"]
         lines.append(f"Workload: serve {workload['users']} user(s) x {workload['context']:,} tokens, "
-                     f"prefill chunk {workload['prefill_chunk']:,} tokens, O = {workload['overhead_factor']}")
+                     f"{engine['batch_tokens']:,} tokens per forward pass, up to {engine['max_sequences']} sequences, "
+                     f"O = {workload['overhead_factor']}")
     else:
         lora = workload.get("lora")
         lines.append(f"Workload: train, micro-batch {workload['micro_batch_size']} x {workload['sequence_length']:,} tokens, "

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from planner.schemas.serving import ServeRequest
 from planner.schemas.training import TrainRequest
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 
 
 class SolveStatus(str, Enum):
@@ -109,11 +109,11 @@ class DeviceMemoryOut(_Out):
     """Bytes on one serving device."""
 
     weights_bytes: int = Field(ge=0, description="Its share of the stage's weights.")
-    kv_cache_bytes: int = Field(ge=0, description="KV cache of its layers for the replica's users at the full context.")
-    activations_bytes: int = Field(ge=0, description="Prefill-chunk activation peak over its layers, plus fp32 logits on the last stage.")
-    overhead_bytes: int = Field(ge=0, description="O x weights plus the runtime's fixed reserve.")
+    kv_cache_bytes: int = Field(ge=0, description="KV cache of its layers for the replica's users at the full context, laid out as the engine lays it out (vLLM: whole blocks).")
+    activations_bytes: int = Field(ge=0, description="The engine's activation peak over its layers (vLLM: its profile run, the sampler's on the last stage; llama.cpp: its compute buffer).")
+    overhead_bytes: int = Field(ge=0, description="The engine's other memory (vLLM: non-torch memory, the rotary cache, estimated CUDA graphs) plus O x weights.")
     total_bytes: int = Field(ge=0, description="Sum of the parts above.")
-    capacity_bytes: int = Field(description="What the engine may fill on this device (gpu_memory_utilization, wired limit).")
+    capacity_bytes: int = Field(description="What the engine may fill on this device (vLLM: ceil(total x gpu_memory_utilization); SGLang: mem_fraction_static; llama.cpp: free memory; MLX: the wired limit).")
 
 
 class DeviceOut(_Out):
@@ -134,19 +134,35 @@ class StageOut(_Out):
     holds_embedding: bool = Field(description="First stage: the token embedding.")
     holds_lm_head: bool = Field(description="Last stage: final norm and lm_head.")
     decode_step_s: float = Field(ge=0, description="This stage's share of one decode step, including its link time.")
-    kv_cache_tokens: int = Field(ge=0, description="Tokens of one sequence this stage's free memory holds (whole pages).")
+    kv_cache_tokens: int = Field(ge=0, description="Tokens this stage's free memory holds in the engine's blocks, before the replica takes the smallest stage's.")
     devices: list[DeviceOut] = Field(description="The tensor-parallel ranks.")
 
 
+class EngineSettingsOut(_Out):
+    """What the replica's launch runs with: the engine flags its figures depend on."""
+
+    memory_fraction: float | None = Field(description="vLLM gpu_memory_utilization or SGLang mem_fraction_static (null: the engine takes no share).")
+    batch_tokens: int = Field(ge=1, description="Tokens per forward pass: vLLM max_num_batched_tokens, SGLang chunked_prefill_size, llama.cpp ubatch, MLX prefill step.")
+    max_sequences: int = Field(ge=1, description="Concurrency cap: vLLM max_num_seqs, SGLang max_running_requests, llama.cpp slots (the engine's default, raised to the replica's users).")
+    block_size: int = Field(ge=1, description="KV-cache block (page) in tokens.")
+    cuda_graphs: bool = Field(description="CUDA graphs are captured (and their memory counted where the engine counts it).")
+    kv_cache_memory_bytes: int | None = Field(description="An explicit KV budget per device, instead of the share.")
+    context_tokens: int = Field(ge=1, description="The longest request the launch admits (vLLM max_model_len, SGLang context_length, llama.cpp -c per slot).")
+    notes: list[str] = Field(description="Settings changed from the engine's default, and why.")
+
+
 class ReplicaOut(_Out):
-    """A full copy of the model serving some of the users."""
+    """A full copy of the model serving some of the users: one launch of the engine."""
 
     index: int = Field(ge=0, description="Replica number.")
     users: int = Field(ge=1, description="Users this replica serves.")
     decode_tokens_per_s_per_user: float = Field(ge=0, description="Tokens/s each of its users sees.")
     time_to_first_token_s: float = Field(ge=0, description="Prefill of one prompt plus the first decode step.")
-    kv_cache_tokens: int = Field(ge=0, description="KV-cache tokens one sequence could hold (the tightest stage, whole pages).")
-    max_users: int = Field(ge=0, description="Users the replica could hold at the requested context.")
+    engine: EngineSettingsOut = Field(description="The launch's settings.")
+    kv_cache_tokens: int = Field(ge=0, description="The cache size the engine reports at start-up (vLLM 'GPU KV cache size: N tokens', SGLang max_total_num_tokens, llama.cpp n_ctx).")
+    max_concurrency: float = Field(ge=0, description="Requests of the full context the cache holds at once (vLLM 'Maximum concurrency for C tokens per request').")
+    max_users: int = Field(ge=0, description="Whole users at the requested context the replica could hold.")
+    longest_sequence_tokens: int = Field(ge=0, description="The longest single request its cache holds, capped at the model's maximum context.")
     stages: list[StageOut] = Field(description="Pipeline stages in order.")
 
 
@@ -161,16 +177,18 @@ class PerformanceOut(_Out):
 
 
 class CapacityOut(_Out):
-    """How much the plan could hold."""
+    """How much the plan could hold, in the engine's own terms (docs/engines.md)."""
 
-    kv_cache_tokens: int = Field(ge=0, description="KV-cache tokens one sequence could hold per replica (the smallest replica's; sliding layers keep their window).")
-    max_users: int = Field(ge=0, description="Most concurrent users at the requested context over all replicas (vLLM's maximum concurrency), each user's logits included.")
+    kv_cache_tokens: int = Field(ge=0, description="The cache size the engine reports at start-up, of the smallest replica (vLLM 'GPU KV cache size: N tokens').")
+    max_concurrency: float = Field(ge=0, description="Requests of the full context one replica holds at once, the smallest replica's (vLLM 'Maximum concurrency for C tokens per request').")
+    max_users: int = Field(ge=0, description="Users at the requested context the whole plan could hold (every replica's whole users).")
+    longest_sequence_tokens: int = Field(ge=0, description="The longest single request some replica holds, capped at the model's maximum context.")
 
 
 class ServePlan(_Out):
     """A serving plan."""
 
-    schema_version: Literal[2] = Field(SCHEMA_VERSION, description="Version of this document's schema.")
+    schema_version: Literal[3] = Field(SCHEMA_VERSION, description="Version of this document's schema.")
     mode: Literal["serve"] = Field("serve", description="A serving plan.")
     request: ServePlanRequest = Field(description="Every input that shaped the plan.")
     inventory: InventoryRef = Field(description="The inventory planned on.")
@@ -254,7 +272,7 @@ class TrainPerformanceOut(_Out):
 class TrainPlan(_Out):
     """A training plan."""
 
-    schema_version: Literal[2] = Field(SCHEMA_VERSION, description="Version of this document's schema.")
+    schema_version: Literal[3] = Field(SCHEMA_VERSION, description="Version of this document's schema.")
     mode: Literal["train"] = Field("train", description="A training plan.")
     request: TrainPlanRequest = Field(description="Every input that shaped the plan.")
     inventory: InventoryRef = Field(description="The inventory planned on.")

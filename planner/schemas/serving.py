@@ -8,7 +8,7 @@ from planner.limits import MAX_BATCH, MAX_CONTEXT_TOKENS, MAX_TIME_LIMIT_S, MAX_
 from planner.schemas.objectives import Objective
 from planner.units import GiB
 
-# vLLM's default (vllm/engine/arg_utils.py, gpu_memory_utilization = 0.9 through v0.11).
+# The engine-neutral accounting's share (vLLM's default through 0.19; estimate/engines/generic.py).
 DEFAULT_GPU_MEMORY_UTILIZATION = 0.9
 # Non-torch memory vLLM measured on an RTX 3090 (CUDA context, cuBLAS/NCCL workspaces): 0.35 GiB;
 # and CUDA reporting 23.58 GiB of the card's 24 GiB (0.42 GiB kept by driver and firmware).
@@ -17,7 +17,6 @@ DEFAULT_RUNTIME_RESERVE_BYTES = int(0.35 * GiB)
 DRIVER_RESERVED_BYTES = int(0.42 * GiB)
 DEFAULT_TIME_LIMIT_S = 60.0
 DEFAULT_PREFILL_CHUNK = 2048  # vLLM's max_num_batched_tokens with chunked prefill (v0.6+)
-DEFAULT_BLOCK_SIZE = 16  # vLLM's block_size
 
 
 class ServeRequest(BaseModel):
@@ -28,15 +27,18 @@ class ServeRequest(BaseModel):
     users: int = Field(1, ge=1, le=MAX_USERS, description="Concurrent users (sequences) to serve.")
     context: int = Field(4096, ge=1, le=MAX_CONTEXT_TOKENS, description="Tokens per user held in the KV cache (prompt plus output).")
     prompt_tokens: int | None = Field(None, ge=1, le=MAX_CONTEXT_TOKENS, description="Prompt length for time to first token (default: half the context).")
-    prefill_chunk: int = Field(DEFAULT_PREFILL_CHUNK, ge=1, le=MAX_BATCH, description="Tokens per forward pass (vLLM max_num_batched_tokens).")
+    prefill_chunk: int | None = Field(None, ge=1, le=MAX_BATCH, description="Tokens per forward pass: vLLM max_num_batched_tokens, SGLang chunked_prefill_size, llama.cpp ubatch (null: the engine's default on each device).")
+    max_sequences: int | None = Field(None, ge=1, le=MAX_USERS, description="The engine's concurrency cap: vLLM max_num_seqs, SGLang max_running_requests, llama.cpp slots (null: its default, raised to the users a replica serves).")
     min_tokens_per_s: float | None = Field(None, gt=0, le=1e9, description="Every user must decode at least this fast.")
     objective: Objective = Field("throughput", description="What to optimise once everything fits (planner/schemas/objectives.py).")
-    gpu_memory_utilization: float = Field(
-        DEFAULT_GPU_MEMORY_UTILIZATION, gt=0, le=1, description="Share of a GPU's memory the engine may take (vLLM)."
+    gpu_memory_utilization: float | None = Field(
+        None, gt=0, le=1, description="Share of a GPU's memory the engine takes: vLLM gpu_memory_utilization, SGLang mem_fraction_static (null: the engine's default)."
     )
-    runtime_reserve_bytes: int = Field(DEFAULT_RUNTIME_RESERVE_BYTES, ge=0, le=2**50, description="Per-device memory outside the engine's allocator.")
+    kv_cache_memory_bytes: int | None = Field(None, ge=1, le=2**50, description="An explicit KV-cache budget per device (vLLM --kv-cache-memory-bytes), instead of the share.")
+    enforce_eager: bool = Field(False, description="No CUDA graphs (vLLM --enforce-eager): no graph memory.")
+    runtime_reserve_bytes: int | None = Field(None, ge=0, le=2**50, description="Per-device memory outside the engine's own accounting, replacing its estimate of non-torch memory (null: the engine's).")
     overhead_factor: float = Field(0.0, ge=0, le=1, description="The seed's O on weights, on top of the engine accounting.")
-    block_size: int = Field(DEFAULT_BLOCK_SIZE, ge=1, le=2**16, description="KV-cache page size in tokens (vLLM block_size).")
+    block_size: int | None = Field(None, ge=1, le=2**16, description="KV-cache page size in tokens (vLLM block_size; null: the engine's).")
     time_limit_s: float = Field(DEFAULT_TIME_LIMIT_S, gt=0, le=MAX_TIME_LIMIT_S, description="Wall-clock limit for the whole run, seconds.")
     tensor_parallel_size: int | None = Field(None, ge=1, le=4096, description="Pinned: every stage uses this many devices (null: chosen).")
     pipeline_parallel_size: int | None = Field(None, ge=1, le=4096, description="Pinned: every replica has this many stages (null: chosen).")
@@ -53,7 +55,7 @@ class ServeRequest(BaseModel):
         return data
 
     @model_validator(mode="after")
-    def _check_prompt(self) -> "ServeRequest":
+    def _check_prompt(self) -> ServeRequest:
         if self.prompt_tokens is not None and self.prompt_tokens > self.context:
             raise ValueError(f"a {self.prompt_tokens:,}-token prompt does not fit a {self.context:,}-token context")
         return self

@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from planner.limits import MAX_BATCH, MAX_CONTEXT_TOKENS, MAX_USERS
-from planner.schemas.serving import DEFAULT_PREFILL_CHUNK, DEFAULT_RUNTIME_RESERVE_BYTES
+from planner.schemas.serving import DEFAULT_RUNTIME_RESERVE_BYTES
 
 Optimizer = Literal["adamw", "adam", "adamw_8bit", "adafactor", "lion", "sgd_momentum", "sgd"]
 OPTIMIZERS: tuple[str, ...] = ("adamw", "adam", "adamw_8bit", "adafactor", "lion", "sgd_momentum", "sgd")
@@ -18,8 +18,18 @@ Offload = Literal["none", "optimizer", "optimizer+params"]
 # seed's quick estimate (--params); exact accounting counts those parts itself and uses 0.
 SEED_OVERHEAD_FACTOR = 0.10
 
-__all__ = ["DEFAULT_RUNTIME_RESERVE_BYTES", "SEED_OVERHEAD_FACTOR", "Parallelism", "ServeWorkload", "LoRASpec",
-           "TrainWorkload", "Optimizer", "OPTIMIZERS", "Recompute", "Offload"]
+__all__ = [
+    "DEFAULT_RUNTIME_RESERVE_BYTES",
+    "OPTIMIZERS",
+    "SEED_OVERHEAD_FACTOR",
+    "LoRASpec",
+    "Offload",
+    "Optimizer",
+    "Parallelism",
+    "Recompute",
+    "ServeWorkload",
+    "TrainWorkload",
+]
 
 
 class _Frozen(BaseModel):
@@ -39,12 +49,12 @@ class ServeWorkload(_Frozen):
 
     users: int = Field(1, ge=1, le=MAX_USERS, description="Concurrent sequences (requests) held in the KV cache.")
     context: int = Field(4096, ge=1, le=MAX_CONTEXT_TOKENS, description="Tokens per sequence (prompt plus output).")
-    prefill_chunk: int = Field(
-        DEFAULT_PREFILL_CHUNK, ge=1, le=MAX_BATCH, description="Tokens processed in one forward pass (vLLM max_num_batched_tokens)."
+    prefill_chunk: int | None = Field(
+        None, ge=1, le=MAX_BATCH, description="Tokens processed in one forward pass (null: the engine's default)."
     )
     overhead_factor: float = Field(0.0, ge=0, le=1, description="The seed's O: extra fraction of weight memory.")
-    runtime_reserve_bytes: int = Field(
-        DEFAULT_RUNTIME_RESERVE_BYTES, ge=0, le=2**50, description="Fixed per-device memory the runtime keeps."
+    runtime_reserve_bytes: int | None = Field(
+        None, ge=0, le=2**50, description="Fixed per-device memory outside the engine's accounting (null: the engine's)."
     )
 
 

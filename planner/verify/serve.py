@@ -3,20 +3,22 @@
 It reads only the plan's replicas, stages and device ids, and recomputes from the model,
 precision, request and inventory, without the StageSizer or the candidates that built the plan:
 device existence and single use, tensor-parallel legality, contiguous layer coverage, users
-served, each device's memory summed tensor by tensor against its engine capacity (and against
-the figure the plan reports, so a wrong figure is caught even where it still fits), and the
-per-user speed floor.
+served, each device's memory (weights summed tensor by tensor, the rest from the engine's rules
+under the settings the replica declares) against its engine capacity and against the figure the
+plan reports, so a wrong figure is caught even where it still fits, and the per-user speed floor.
 """
 
 from __future__ import annotations
 
-from planner.estimate.activations import estimate_logits_bytes, estimate_prefill_activation_bytes
+from dataclasses import replace
+
+from planner.estimate.activations import estimate_block_peak_elements
 from planner.estimate.attention import build_layer_attention
-from planner.estimate.engine import estimate_engine_capacity_bytes
+from planner.estimate.engine_support import family_of
+from planner.estimate.engines import EngineMemory, EngineSettings, build_engine_memory
 from planner.estimate.parallelism import check_tensor_parallel_size
 from planner.estimate.performance import StagePlan, estimate_replica_speed
 from planner.estimate.shards import estimate_shard_fraction, is_on_stage
-from planner.estimate.engine_support import family_of
 from planner.estimate.weights import WeightEstimate, estimate_weight_bytes
 from planner.schemas.engine import EngineProfile
 from planner.schemas.inventory import Cluster, Device
@@ -33,32 +35,49 @@ TOLERANCE_BYTES = 1.0
 REPORTED_TOLERANCE = 1e-6  # relative: the plan's figure and the recomputed one agree this closely
 
 
-def estimate_device_need_bytes(model: ModelSpec, mix: PrecisionMix, weights: WeightEstimate, request: ServeRequest, *,
-                               layers: range, first: bool, last: bool, tp: int, users: int,
-                               embedding_on_host: bool = False) -> float:
-    """What one device of a stage needs, summed tensor by tensor and layer by layer."""
+def settings_of(replica: ReplicaOut) -> EngineSettings:
+    """The engine settings a replica's launch declares in the plan."""
+    e = replica.engine
+    return EngineSettings(memory_fraction=e.memory_fraction, batch_tokens=e.batch_tokens, max_sequences=e.max_sequences,
+                          block_size=e.block_size, cuda_graphs=e.cuda_graphs, kv_cache_memory_bytes=e.kv_cache_memory_bytes,
+                          notes=tuple(e.notes))
+
+
+def estimate_device_need_bytes(model: ModelSpec, mix: PrecisionMix, weights: WeightEstimate, request: ServeRequest,
+                               memory: EngineMemory, settings: EngineSettings, *, layers: range, first: bool, last: bool,
+                               tp: int, users: int, stages: int, embedding_on_host: bool = False) -> float:
+    """What one device of a stage needs: weights summed tensor by tensor, the rest from the
+    engine's rules applied to the layers afresh."""
     w = 0.0
     for item in weights.tensors:
         if not is_on_stage(item.tensor, model, layers, first=first, last=last):
             continue
         if embedding_on_host and item.tensor.kind == "token_embd" and not (last and model.tie_word_embeddings):
             continue  # the engine keeps the input embedding in host memory
-        w += item.bytes * estimate_shard_fraction(item.tensor, model, tp)
+        share = item.bytes * estimate_shard_fraction(item.tensor, model, tp)
+        if item.tensor.component == "experts" and item.tensor.is_matrix and family_of(item.format_id, mix) == "mxfp4":
+            share *= settings.mxfp4_expert_factor  # the engine's kernels pad them
+        w += share
     attention = build_layer_attention(model, mix.kv_cache_dtype, tp)
-    kv = sum(attention[i].cache_bytes(request.context, users) for i in layers)
-    act = estimate_prefill_activation_bytes(model, min(request.prefill_chunk, request.context * users), tp, layers)
-    if last:
-        act += estimate_logits_bytes(model, users)
-    return w + kv + act + request.overhead_factor * w + request.runtime_reserve_bytes
+    layout = memory.kv_layout(model, attention, context=request.context, settings=settings, pipeline_stages=stages)
+    kv = memory.kv_bytes(layout, layers.start, layers.stop, users, settings)
+    peak = max((estimate_block_peak_elements(model, i, tp) for i in layers), default=0.0)
+    act = memory.activation_bytes(model, peak, last=last, users=users, context=request.context, settings=settings)
+    overhead = memory.overhead_bytes(model, layers=len(layers), tp=tp, weights_bytes=w, settings=settings,
+                                     reserve_bytes=request.runtime_reserve_bytes)
+    return w + kv + act + request.overhead_factor * w + overhead
 
 
 def _check_replica(replica: ReplicaOut, model: ModelSpec, mix: PrecisionMix, weights: WeightEstimate,
-                   request: ServeRequest, devices: dict[str, Device], seen: set[str],
+                   request: ServeRequest, devices: dict[str, Device], seen: set[str], memory: EngineMemory,
                    embedding_on_host: bool) -> tuple[list[str], list[tuple]]:
     problems: list[str] = []
     stages: list[tuple] = []
     expected_start = 0
     last_index = len(replica.stages) - 1
+    settings = settings_of(replica)
+    if replica.engine.max_sequences < replica.users:
+        problems.append(f"replica {replica.index}: {replica.users} users, but the launch admits {replica.engine.max_sequences}")
     for k, stage in enumerate(replica.stages):
         where = f"replica {replica.index} stage {k}"
         start, end = stage.layers
@@ -83,11 +102,13 @@ def _check_replica(replica: ReplicaOut, model: ModelSpec, mix: PrecisionMix, wei
             problems.append(f"{where}: tensor-parallel ranks span machines or device types")
         if not known or end <= start or end > model.num_layers:
             continue
-        need = estimate_device_need_bytes(model, mix, weights, request, layers=range(start, end), first=k == 0,
-                                          last=k == last_index, tp=t, users=replica.users,
-                                          embedding_on_host=embedding_on_host)
+        padded = replace(settings, mxfp4_expert_factor=memory.settings(
+            known[0], request, model=model, tp=t, pp=len(replica.stages)).mxfp4_expert_factor)
+        need = estimate_device_need_bytes(model, mix, weights, request, memory, padded, layers=range(start, end),
+                                          first=k == 0, last=k == last_index, tp=t, users=replica.users,
+                                          stages=len(replica.stages), embedding_on_host=embedding_on_host)
         for device, out in zip(known, (d for d in stage.devices if d.id in devices)):
-            capacity = estimate_engine_capacity_bytes(device, request.gpu_memory_utilization)
+            capacity = memory.capacity_bytes(device, settings)
             if need > capacity + TOLERANCE_BYTES:
                 problems.append(f"{device.id} needs {to_gb(need):,.2f} GB, its engine may use {to_gb(capacity):,.2f} GB")
             reported = out.memory.total_bytes
@@ -123,6 +144,7 @@ def check_serve_plan(plan: ServePlan, model: ModelSpec, mix: PrecisionMix, clust
     if plan.request.engine.id != engine.id:
         return [f"the plan is for {plan.request.engine.id}, checked against {engine.id}"]
     request = plan.request
+    memory = build_engine_memory(engine, request.engine.version, enforce_eager=request.enforce_eager)
     devices = {d.id: d for d in cluster.devices}
     weights = estimate_weight_bytes(model, mix)
     seen: set[str] = set()
@@ -130,7 +152,7 @@ def check_serve_plan(plan: ServePlan, model: ModelSpec, mix: PrecisionMix, clust
     users = 0
     for replica in plan.replicas:
         users += replica.users
-        found, stages = _check_replica(replica, model, mix, weights, request, devices, seen,
+        found, stages = _check_replica(replica, model, mix, weights, request, devices, seen, memory,
                                        engine.layout.embedding_on_host)
         problems += found
         if request.min_tokens_per_s and stages and len(stages) == len(replica.stages):

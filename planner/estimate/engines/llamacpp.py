@@ -1,0 +1,125 @@
+"""llama.cpp's memory accounting (llama-server).
+
+Per device, llama.cpp allocates three things (src/llama-context.cpp, src/llama-kv-cache.cpp,
+ggml-backend scheduler): the model buffer (the layers it holds; token_embd stays in host memory),
+the KV buffer of its layers, and a compute buffer sized by reserving the worst-case graph of one
+ubatch (n_ubatch tokens, 512 by default). Nothing is a share of the device: with the layer split
+given (-ngl, -ts), --fit leaves placement alone, and a device either holds its buffers or the
+load fails.
+
+Context: -c is the total over slots; the server's default unified cache lets every slot use all
+of it, padded to 256 cells (src/llama-context.cpp: n_ctx = GGML_PAD(n_ctx, 256)). Sliding-window
+layers keep their own smaller cache of n_swa x slots + n_ubatch cells
+(src/llama-kv-cache-iswa.cpp), padded the same way.
+"""
+
+from __future__ import annotations
+
+from planner.estimate.attention import LayerAttention
+from planner.estimate.engines.base import (
+    EngineSettings,
+    KVCapacity,
+    KVLayout,
+    exact_layout,
+    longest_fitting,
+)
+from planner.estimate.engines.vllm import cuda_total_bytes
+from planner.schemas.inventory import Device
+from planner.schemas.model import ModelSpec
+from planner.schemas.serving import ServeRequest
+from planner.units import GiB
+
+UBATCH = 512  # --ubatch-size default (common/common.h n_ubatch)
+SLOTS = 4  # llama-server -np default: 4 slots with a unified cache (tools/server/server.cpp)
+CELL_PAD = 256  # n_ctx and the sliding cache are padded to 256 cells
+# What a CUDA or ROCm process holds before llama.cpp allocates (the CUDA context and cuBLAS).
+CONTEXT_BYTES = int(0.3 * GiB)
+COMPUTE_BYTES = 4  # ggml computes activations in fp32
+
+
+def pad(n: int, to: int = CELL_PAD) -> int:
+    return -(-n // to) * to
+
+
+class LlamaCppMemory:
+    """llama.cpp's buffers per device (module docstring)."""
+
+    id = "llama.cpp"
+
+    def __init__(self, version: str) -> None:
+        self.version = version
+
+    def settings(self, device: Device | None, request: ServeRequest, *, model: ModelSpec | None = None, tp: int = 1,
+                 pp: int = 1) -> EngineSettings:
+        return EngineSettings(memory_fraction=None, batch_tokens=request.prefill_chunk or UBATCH,
+                              max_sequences=request.max_sequences or SLOTS, block_size=1, cuda_graphs=False,
+                              kv_cache_memory_bytes=None)
+
+    def capacity_bytes(self, device: Device, settings: EngineSettings) -> float:
+        """A GPU's free memory (what the driver reports less other work and the CUDA context);
+        on unified memory, what the GPU may wire."""
+        if device.spec.unified_memory:
+            return float(device.usable_bytes)
+        held = device.memory_bytes - device.usable_bytes
+        return cuda_total_bytes(device.spec, device.memory_bytes) - held - CONTEXT_BYTES
+
+    def activation_bytes(self, model: ModelSpec, peak_elements: float, *, last: bool, users: int, context: int,
+                         settings: EngineSettings) -> float:
+        """The compute buffer: one ubatch through the device's largest block in fp32, and on the
+        device with the output layer the ubatch's logits."""
+        tokens = settings.batch_tokens
+        out = tokens * peak_elements * COMPUTE_BYTES
+        if last:
+            out += tokens * model.vocab_size * COMPUTE_BYTES
+        return out
+
+    def overhead_bytes(self, model: ModelSpec, *, layers: int, tp: int, weights_bytes: float,
+                       settings: EngineSettings, reserve_bytes: int | None) -> float:
+        return float(reserve_bytes or 0)
+
+    def kv_layout(self, model: ModelSpec, attention: tuple[LayerAttention, ...], *, context: int,
+                  settings: EngineSettings, pipeline_stages: int) -> KVLayout:
+        return exact_layout(attention, context)
+
+    def cells(self, layout: KVLayout, group: int, users: int, settings: EngineSettings) -> int:
+        """Cells of one group for `users` slots of the context: -c = users x context, padded."""
+        total = pad(users * layout.context)
+        cap = layout.caps[group]
+        if cap is None:
+            return total
+        return min(total, pad(cap * users + settings.batch_tokens))
+
+    def kv_bytes(self, layout: KVLayout, start: int, stop: int, users: int, settings: EngineSettings) -> float:
+        return sum(layout.group_token_bytes(g, start, stop) * self.cells(layout, g, users, settings)
+                   for g in range(len(layout.groups)))
+
+    def capacity(self, model: ModelSpec, layout: KVLayout, stages: list[tuple[range, float]], *, context: int,
+                 users: int, settings: EngineSettings) -> KVCapacity:
+        """Cells of the largest -c every device holds (what llama.cpp prints as n_ctx), requests
+        of the context it holds, and the longest single request (one slot)."""
+        def fits(cells: int) -> bool:
+            return all(self._bytes_at(layout, r, cells, 1, settings) <= free for r, free in stages)
+
+        most = longest_fitting(lambda c: 0.0 if fits(c * CELL_PAD) else 1.0, 0.5, 1, 1 << 22)
+        cells = max(0, most) * CELL_PAD
+        concurrency = cells / context if context else 0.0
+        users_fit = 0
+        for n in range(max(1, int(concurrency)), 0, -1):
+            if all(self.kv_bytes(layout, r.start, r.stop, n, settings) <= free for r, free in stages):
+                users_fit = n
+                break
+        return KVCapacity(kv_cache_tokens=cells, max_concurrency=concurrency, max_users=users_fit,
+                          longest_sequence_tokens=min(cells, model.max_context))
+
+    def _bytes_at(self, layout: KVLayout, layers: range, cells: int, slots: int, settings: EngineSettings) -> float:
+        out = 0.0
+        for g, cap in enumerate(layout.caps):
+            held = cells if cap is None else min(cells, pad(cap * slots + settings.batch_tokens))
+            out += layout.group_token_bytes(g, layers.start, layers.stop) * held
+        return out
+
+
+def cells_for(users: int, context: int) -> int:
+    """-c for `users` slots of `context` tokens (the server's default unified cache)."""
+    return pad(users * context)
+
