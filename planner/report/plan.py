@@ -65,8 +65,13 @@ def to_plan_text(data: dict[str, Any]) -> str:
                  f"{perf['decode_tokens_per_s_total']:,.1f} tokens/s in all; time to first token "
                  f"{perf['time_to_first_token_s']:,.2f} s; bottleneck: {perf['bottleneck']}")
     cap = data["capacity"]
-    lines.append(f"Capacity: {cap['kv_cache_tokens']:,} KV-cache tokens per replica, up to {cap['max_users']} users "
-                 f"at {data['request']['context']:,} tokens")
+    context = data["request"]["context"]
+    lines.append(f"Capacity: {cap['kv_cache_tokens']:,} KV-cache tokens per replica as the engine reports it, "
+                 f"{cap['max_concurrency']:,.2f}x concurrency at {context:,} tokens per request; up to {cap['max_users']} "
+                 f"users in all; the longest single request {cap['longest_sequence_tokens']:,} tokens")
+    lines.append("Launch: " + _launch(data["replicas"][0]["engine"], data["request"]["engine"]["id"]))
+    notes = sorted({n for r in data["replicas"] for n in r["engine"]["notes"]})
+    lines += [f"Note: {n}" for n in notes]
     lines.append("")
     rows = []
     replicas = data["replicas"]
@@ -90,6 +95,26 @@ def to_plan_text(data: dict[str, Any]) -> str:
     if len(replicas) > len(shown):
         lines.append(f"... {len(replicas) - len(shown)} more replicas (see --format json)")
     return "\n".join(lines + _footer(data))
+
+
+LAUNCH_NAMES = {  # how each engine spells the settings a plan records
+    "vllm": ("gpu_memory_utilization", "max_num_batched_tokens", "max_num_seqs", "block_size", "max_model_len"),
+    "sglang": ("mem_fraction_static", "chunked_prefill_size", "max_running_requests", "page_size", "context_length"),
+    "llama.cpp": (None, "ubatch", "slots", None, "ctx per slot"),
+}
+
+
+def _launch(engine: dict[str, Any], engine_id: str) -> str:
+    names = LAUNCH_NAMES.get(engine_id, (None, "prefill step", "sequences", None, "context"))
+    values = (engine["memory_fraction"], engine["batch_tokens"], engine["max_sequences"], engine["block_size"],
+              engine["context_tokens"])
+    parts = [f"{name} {value:,}" if isinstance(value, int) else f"{name} {value}"
+             for name, value in zip(names, values) if name and value is not None]
+    if engine_id == "vllm" and not engine["cuda_graphs"]:
+        parts.append("enforce_eager")
+    if engine["kv_cache_memory_bytes"]:
+        parts.append(f"kv_cache_memory_bytes {engine['kv_cache_memory_bytes']:,}")
+    return ", ".join(parts) + " (replica 0)"
 
 
 def _training_lines(data: dict[str, Any]) -> list[str]:

@@ -41,6 +41,16 @@ def pad(n: int, to: int = CELL_PAD) -> int:
     return -(-n // to) * to
 
 
+def feed_forward_width(model: ModelSpec) -> int:
+    """Feed-forward activations per token in the widest block: the dense MLP, or the experts a
+    token uses plus the shared experts."""
+    widths = [model.intermediate_size] if any(not model.is_moe_layer(i) for i in range(model.num_layers)) else []
+    if model.moe is not None:
+        widths.append(model.moe.experts_per_token * model.moe.expert_intermediate_size
+                      + model.moe.shared_expert_intermediate_size)
+    return max(widths or [model.intermediate_size])
+
+
 class LlamaCppMemory:
     """llama.cpp's buffers per device (module docstring)."""
 
@@ -65,13 +75,18 @@ class LlamaCppMemory:
 
     def activation_bytes(self, model: ModelSpec, peak_elements: float, *, last: bool, users: int, context: int,
                          settings: EngineSettings) -> float:
-        """The compute buffer: one ubatch through the device's largest block in fp32, and on the
-        device with the output layer the ubatch's logits."""
+        """The compute buffer ggml reserves for one ubatch in fp32, with flash attention (llama-server's
+        -fa auto turns it on for CUDA and Metal): a block's feed-forward pair and two hidden
+        states per token; on the device with the output layer, the ubatch's logits and hidden
+        state if larger. Logs: 300.75 MiB for Qwen2.5-3B at ubatch 512 = 512 x (151,936 + 2,048)
+        x 4 B (Vulkan and Metal, 2,048 and 4,096 context), 66.50 MiB for TinyLlama, 307.00 MiB for
+        Qwen2.5-32B, 1,031 MiB for gemma-4-E2B at ubatch 1,024; 146 MiB on the layer-only GPUs
+        of a 70B split (512 x (2 x 28,672 + 2 x 8,192) x 4 B = 144 MiB)."""
         tokens = settings.batch_tokens
-        out = tokens * peak_elements * COMPUTE_BYTES
-        if last:
-            out += tokens * model.vocab_size * COMPUTE_BYTES
-        return out
+        layers = tokens * (2 * feed_forward_width(model) + 2 * model.hidden_size) * COMPUTE_BYTES
+        if not last:
+            return layers
+        return max(layers, tokens * (model.vocab_size + model.hidden_size) * COMPUTE_BYTES)
 
     def overhead_bytes(self, model: ModelSpec, *, layers: int, tp: int, weights_bytes: float,
                        settings: EngineSettings, reserve_bytes: int | None) -> float:
@@ -87,7 +102,7 @@ class LlamaCppMemory:
         cap = layout.caps[group]
         if cap is None:
             return total
-        return min(total, pad(cap * users + settings.batch_tokens))
+        return pad(min(total, cap * users + settings.batch_tokens))
 
     def kv_bytes(self, layout: KVLayout, start: int, stop: int, users: int, settings: EngineSettings) -> float:
         return sum(layout.group_token_bytes(g, start, stop) * self.cells(layout, g, users, settings)
@@ -114,7 +129,7 @@ class LlamaCppMemory:
     def _bytes_at(self, layout: KVLayout, layers: range, cells: int, slots: int, settings: EngineSettings) -> float:
         out = 0.0
         for g, cap in enumerate(layout.caps):
-            held = cells if cap is None else min(cells, pad(cap * slots + settings.batch_tokens))
+            held = cells if cap is None else pad(min(cells, cap * slots + settings.batch_tokens))
             out += layout.group_token_bytes(g, layers.start, layers.stop) * held
         return out
 
