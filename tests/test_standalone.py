@@ -34,3 +34,14 @@ def test_reference_configs_are_in_the_repository() -> None:
     assert len(configs) == 15
     for path in configs:
         assert '"_source"' in path.read_text(encoding="utf-8"), f"{path.name} names no public source"
+
+
+def test_catalog_files_read_the_same_with_libyaml() -> None:
+    """The package's catalog files are read with libyaml where installed: the same values and the
+    same line of every field as the pure-Python YAML 1.2 loader that reads user files."""
+    from planner.loaders.yamlfile import parse_yaml_text
+
+    for path in sorted((ROOT / "planner" / "catalog").rglob("*.yaml")):
+        text = path.read_text(encoding="utf-8")
+        slow, fast = parse_yaml_text(text, str(path)), parse_yaml_text(text, str(path), trusted=True)
+        assert slow.data == fast.data and slow.marks == fast.marks, path

@@ -148,7 +148,7 @@ def test_cuda_graph_memory_counts_from_0_20_without_eager() -> None:
     model = load_model("qwen2.5-14b")
     request = ServeRequest()
     old, new, eager = VllmMemory("0.19.1"), VllmMemory("0.20.0"), VllmMemory("0.20.0", enforce_eager=True)
-    parts = [m.overhead_bytes(model, layers=48, tp=1, weights_bytes=0, settings=m.settings(None, request, model=model),
+    parts = [m.overhead_bytes(model, layers=48, tp=1, settings=m.settings(None, request, model=model),
                               reserve_bytes=None) for m in (old, new, eager)]
     assert parts[1] - parts[0] == pytest.approx(10.9 * 512 * 48 * 5120, rel=1e-9)  # the estimate, 1.25 GiB
     assert parts[2] == parts[0]

@@ -75,7 +75,7 @@ def _solver_out(candidates: CandidateSet, result: SolveResult) -> SolverOut:
     return SolverOut(
         status=result.status, objective_name=result.objective_name, objective_unit=result.objective_unit,
         objective=_round(result.objective), bound=_round(result.bound), gap=gap, candidates=len(candidates.recipes),
-        rejected=len(candidates.rejections), stopped_early=candidates.stopped_early,
+        rejected=len(candidates.rejections), stopped_early=candidates.stopped_early, cut=list(candidates.cut),
     )
 
 

@@ -67,12 +67,17 @@ class Budgets:
         self.devices = {d.id: d for d in cluster.devices}
         self._memo: dict[tuple[int, int, int], Budget] = {}
         self._replicas: dict[tuple, tuple[EngineSettings, list[float]]] = {}
+        self._interned: dict[EngineSettings, EngineSettings] = {}
+
+    def _intern(self, settings: EngineSettings) -> EngineSettings:
+        """One object per distinct settings, so the sizer's caches compare by identity."""
+        return self._interned.setdefault(settings, settings)
 
     def of(self, device_class: DeviceClass, tp: int = 1, pp: int = 1) -> Budget:
         key = (device_class.index, tp, pp)
         if key not in self._memo:
             device = self.devices[device_class.device_ids[0][0]]
-            settings = self.engine.settings(device, self.request, model=self.model, tp=tp, pp=pp)
+            settings = self._intern(self.engine.settings(device, self.request, model=self.model, tp=tp, pp=pp))
             self._memo[key] = Budget(settings, self.engine.capacity_bytes(device, settings))
         return self._memo[key]
 
@@ -86,7 +91,7 @@ class Budgets:
             settings = budgets[0].settings
             shares = [b.settings.memory_fraction for b in budgets if b.settings.memory_fraction is not None]
             if shares and min(shares) != settings.memory_fraction:
-                settings = replace(settings, memory_fraction=min(shares))
+                settings = self._intern(replace(settings, memory_fraction=min(shares)))
             capacities = [self.engine.capacity_bytes(self.devices[u.device_class.device_ids[0][0]], settings) for u in units]
             self._replicas[key] = (settings, capacities)
         return self._replicas[key]

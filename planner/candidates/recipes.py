@@ -103,18 +103,26 @@ class CandidateSet:
     rejections: list[Rejection] = field(default_factory=list)
     user_values: list[int] = field(default_factory=list)
     stopped_early: bool = False  # the deadline cut the search short
+    cut: list[str] = field(default_factory=list)  # what the deadline cut, in words
 
 
 def _user_values(users: int, max_replicas: int, coarse: bool = False) -> list[int]:
-    """Users per replica worth considering: every even split ceil/floor(U / R), and 1. Coarse
-    (for quick what-if checks): only R = 1, 2, 4, 8, ..."""
-    values = {1, users}
-    replicas = 1
-    while replicas <= min(users, max_replicas):
-        values.add(math.ceil(users / replicas))
-        values.add(users // replicas)
-        replicas = replicas * 2 if coarse else replicas + 1
-    return sorted(v for v in values if v >= 1)
+    """Users per replica worth considering: every even split ceil/floor(U / R), and 1, coarse to
+    fine: the splits into R = 1, 2, 4, 8, ... replicas first, so a search cut short by the time
+    limit still spans every replica size. Coarse (for quick what-if checks): only those."""
+    def split(step: object) -> list[int]:
+        values: list[int] = []
+        replicas = 1
+        while replicas <= min(users, max_replicas):
+            values += [math.ceil(users / replicas), users // replicas]
+            replicas = replicas * 2 if step == "double" else replicas + 1
+        return values
+
+    first = sorted({v for v in [users, 1, *split("double")] if v >= 1}, reverse=True)
+    if coarse:
+        return first
+    rest = sorted({v for v in split("one") if v >= 1} - set(first), reverse=True)
+    return first + rest
 
 
 def _speed_key(unit: UnitType, calibration: SpeedCalibration) -> float:
@@ -147,6 +155,7 @@ class RecipeBuilder:
                       for t in tp_options(c, model) if not (no_tp and t > 1) and (pinned_tp is None or t == pinned_tp)]
         self.stages_pinned = request.pipeline_parallel_size or (len(request.layer_split) if request.layer_split else None)
         self._routes: dict[tuple[int, int, bool], tuple[float, float]] = {}
+        self._speed_keys: dict[tuple[int, int], tuple[float, int, int]] = {}
 
     def _check_time(self) -> None:
         if self.deadline is not None and time.perf_counter() > self.deadline:
@@ -169,7 +178,12 @@ class RecipeBuilder:
         return self._routes[key]
 
     def _ordered(self, units: list[UnitType]) -> list[UnitType]:
-        return sorted(units, key=lambda u: (-_speed_key(u, self.calibration(u)), u.device_class.index, u.tp))
+        """Fastest first (llama.cpp and exo give the first devices the most layers this way)."""
+        keys = self._speed_keys
+        for u in units:
+            if (u.device_class.index, u.tp) not in keys:
+                keys[(u.device_class.index, u.tp)] = (-_speed_key(u, self.calibration(u)), u.device_class.index, u.tp)
+        return sorted(units, key=lambda u: keys[(u.device_class.index, u.tp)])
 
     def build_recipe(self, units: list[UnitType], users: int, index: int, counts: list[int] | None = None) -> Recipe | str:
         """A recipe from units (any order; kept in order with `counts`) and users, or the reason it cannot be built."""
@@ -242,23 +256,35 @@ class RecipeBuilder:
         if replicas is not None:
             out.user_values = sorted({max(1, -(-self.request.users // replicas)), max(1, self.request.users // replicas)})
         seen: set[tuple] = set()
+        minimal: dict[int, dict[int, int]] = {}  # users -> unit index -> fewest stages alone
+        done = 0
+        phase = "one device type per replica"
         try:
             if not self.stages_pinned and self.request.tensor_parallel_size is None:
                 baseline = self.memory_proportional_recipe(self.request.users)
                 if isinstance(baseline, Recipe):
                     self._add(out, baseline, seen)  # the engines' default split is always a candidate
             for users in out.user_values:
-                minimal: dict[int, int] = {}
+                minimal[users] = {}
                 for ui, unit in enumerate(self.units):
                     found = self._smallest_pipeline(unit, users)
                     if isinstance(found, Recipe):
-                        minimal[ui] = len(found.stages)
+                        minimal[users][ui] = len(found.stages)
                         self._add(out, found, seen)
                     else:
                         out.rejections.append(Rejection(f"{unit.key} for {users} user(s)", found))
-                self._mixed(out, users, minimal, seen, total_devices)
+                done += 1
+            done, phase = 0, "pipelines mixing device types"
+            for users in out.user_values:
+                self._mixed(out, users, minimal[users], seen, total_devices)
+                done += 1
         except _Deadline:
             out.stopped_early = True
+            values = len(out.user_values)
+            out.cut.append(f"{phase}: {values - done} of {values} users-per-replica values not tried "
+                           f"(largest untried {out.user_values[done] if done < values else '-'})")
+            if phase.startswith("one"):
+                out.cut.append("pipelines mixing device types: not tried")
         out.recipes = without_dominated(out.recipes, self.request.objective)
         return out
 
@@ -297,9 +323,10 @@ class RecipeBuilder:
 
     def _smallest_pipeline(self, unit: UnitType, users: int) -> Recipe | str:
         """The fewest stages of `unit` that hold the model for `users` and that the engine can run.
-        The memory test is monotone (more stages of the same unit never hold less), so a binary
-        search finds the fewest that fit; the engine's layout rules (even splits, the same devices
-        on every machine) then take the first legal count from there."""
+        Where stages may be uneven, one greedy pass finds the fewest (each stage takes the most
+        layers it holds until the rest fits the last); with even splits the memory test is
+        monotone in the count, so a binary search does. The engine's layout rules (the same
+        devices on every machine) then take the first legal count from there."""
         most = min(unit.available, self.model.num_layers)
         if unit.tp > 1 and not self.engine.layout.tensor_and_pipeline:
             most = 1
@@ -307,15 +334,20 @@ class RecipeBuilder:
             if self.stages_pinned > unit.available:
                 return f"{self.stages_pinned} stage(s) need {self.stages_pinned * unit.tp} devices, {unit.key} has {unit.available * unit.tp}"
             return self.build_recipe([unit] * self.stages_pinned, users, 0, self._pinned_counts())
-        if not self._fits(unit, most, users):
-            return f"{most} stage(s): {self.build_recipe([unit] * most, users, 0)}"
-        low, high = 1, most
-        while low < high:
-            middle = (low + high) // 2
-            if self._fits(unit, middle, users):
-                high = middle
-            else:
-                low = middle + 1
+        if self.engine.layout.pipeline == "even":
+            if not self._fits(unit, most, users):
+                return f"{most} stage(s): {self.build_recipe([unit] * most, users, 0)}"
+            low, high = 1, most
+            while low < high:
+                middle = (low + high) // 2
+                if self._fits(unit, middle, users):
+                    high = middle
+                else:
+                    low = middle + 1
+        else:
+            low = self._fewest_stages(unit, users, most)
+            if low is None:
+                return f"{most} stage(s): {self.build_recipe([unit] * most, users, 0)}"
         reason = ""
         for stages in range(low, most + 1):
             result = self.build_recipe([unit] * stages, users, 0)
@@ -323,6 +355,35 @@ class RecipeBuilder:
                 return result
             reason = reason or result
         return f"{low}-{most} stage(s): {reason}"
+
+    def _fewest_stages(self, unit: UnitType, users: int, most: int) -> int | None:
+        """The stages a greedy fill of `unit` needs for `users` (each takes the most layers it
+        holds until the rest fits the last one), under one-stage settings; None past `most`. A
+        longer pipeline's settings never hold more (SGLang reserves more per stage), so the
+        callers' upward search from here finds the first that really fits."""
+        self._check_time()
+        settings, capacities = self.budgets.replica([unit])
+        capacity = capacities[0]
+        total = self.model.num_layers
+        start = 0
+        for k in range(most):
+            rest = self.sizer.need_bytes(range(start, total), first=k == 0, last=True, tp=unit.tp, users=users,
+                                         settings=settings)
+            if rest <= capacity:
+                return k + 1
+            low, high = start, total - 1
+            while low < high:
+                middle = (low + high + 1) // 2
+                need = self.sizer.need_bytes(range(start, middle), first=k == 0, last=False, tp=unit.tp, users=users,
+                                             settings=settings)
+                if need <= capacity:
+                    low = middle
+                else:
+                    high = middle - 1
+            if low == start:
+                return None
+            start = low
+        return None
 
     def _add(self, out: CandidateSet, recipe: Recipe, seen: set[tuple]) -> None:
         key = (tuple((s.unit.key, s.first_layer, s.last_layer_exclusive) for s in recipe.stages), recipe.users)
@@ -333,37 +394,68 @@ class RecipeBuilder:
 
     def _mixed(self, out: CandidateSet, users: int, minimal: dict[int, int], seen: set[tuple], total_devices: int) -> None:
         """Pipelines over 2-3 unit types of different classes, with the smallest counts that fit.
-        On large clusters only mixes that include a type unable to hold a replica alone are tried:
-        there, mixing is how weaker devices contribute at all."""
-        types = list(range(len(self.units)))
+        Only types the engine may mix in one replica are combined (one device model for vLLM and
+        SGLang). On large clusters only mixes that include a type unable to hold a replica alone
+        are tried: there, mixing is how weaker devices contribute at all. For each choice of the
+        other counts, a binary search finds the fewest of the last type that fit (more stages never
+        hold less), so the count vectors tried follow the edge of what fits."""
+        same_model = not self.engine.layout.mixed_device_types
+        by_model: dict[str, list[int]] = {}
+        for i, unit in enumerate(self.units):
+            by_model.setdefault(unit.device_class.spec.id if same_model else "", []).append(i)
         weight_bytes = self.weights.total_bytes
-        for size in range(2, min(MAX_TYPES_PER_RECIPE, len(types)) + 1):
-            for combo in itertools.combinations(types, size):
-                self._check_time()
-                classes = [self.units[i].device_class.index for i in combo]
-                if len(set(classes)) < size or check_units(self.engine, [self.units[i] for i in combo], self.model.num_layers):
-                    continue
-                if total_devices > SMALL_CLUSTER_DEVICES and all(i in minimal for i in combo):
-                    continue
-                caps = []
-                for i in combo:
-                    unit = self.units[i]
-                    enough = math.ceil(weight_bytes / max(unit.device_class.capacity_bytes * unit.tp, 1.0)) + 1
-                    caps.append(min(unit.available, minimal.get(i, enough)))
-                counts_space = itertools.islice(itertools.product(*[range(1, c + 1) for c in caps]), MAX_COUNT_COMBINATIONS)
-                fitted: list[tuple[int, ...]] = []
-                for counts in counts_space:
-                    if self.stages_pinned and sum(counts) != self.stages_pinned:
+        for types in by_model.values():
+            for size in range(2, min(MAX_TYPES_PER_RECIPE, len(types)) + 1):
+                for combo in itertools.combinations(types, size):
+                    self._check_time()
+                    units = [self.units[i] for i in combo]
+                    if len({u.device_class.index for u in units}) < size or check_units(self.engine, units, self.model.num_layers):
                         continue
-                    if any(all(f[j] <= counts[j] for j in range(size)) for f in fitted):
-                        continue  # a smaller layout already fits; more devices would only add hops
-                    units = [self.units[i] for i, c in zip(combo, counts) for _ in range(c)]
-                    if self.request.layer_split:
-                        units = self._ordered(units)
-                    result = self.build_recipe(units, users, len(out.recipes), self._pinned_counts())
-                    if isinstance(result, Recipe):
-                        fitted.append(counts)
-                        self._add(out, result, seen)
+                    if total_devices > SMALL_CLUSTER_DEVICES and all(i in minimal for i in combo):
+                        continue
+                    caps = []
+                    for i in combo:
+                        unit = self.units[i]
+                        enough = math.ceil(weight_bytes / max(unit.device_class.capacity_bytes * unit.tp, 1.0)) + 1
+                        caps.append(min(unit.available, minimal.get(i, enough)))
+                    self._mixed_counts(out, combo, caps, users, seen)
+
+    def _mixed_counts(self, out: CandidateSet, combo: tuple[int, ...], caps: list[int], users: int, seen: set[tuple]) -> None:
+        fitted: list[tuple[int, ...]] = []
+        heads = itertools.islice(itertools.product(*[range(1, c + 1) for c in caps[:-1]]), MAX_COUNT_COMBINATIONS)
+        for head in heads:
+            self._check_time()
+            low, high = 1, caps[-1]
+            if self.stages_pinned:
+                low = high = self.stages_pinned - sum(head)
+                if not 1 <= low <= caps[-1]:
+                    continue
+            elif not self._chain_fits(combo, (*head, high), users):
+                continue
+            while low < high:
+                middle = (low + high) // 2
+                if self._chain_fits(combo, (*head, middle), users):
+                    high = middle
+                else:
+                    low = middle + 1
+            counts = (*head, low)
+            if any(all(f[j] <= counts[j] for j in range(len(counts))) for f in fitted):
+                continue  # a smaller layout already fits; more devices would only add hops
+            units = [self.units[i] for i, c in zip(combo, counts) for _ in range(c)]
+            if self.request.layer_split:
+                units = self._ordered(units)
+            result = self.build_recipe(units, users, len(out.recipes), self._pinned_counts())
+            if isinstance(result, Recipe):
+                fitted.append(counts)
+                self._add(out, result, seen)
+
+    def _chain_fits(self, combo: tuple[int, ...], counts: tuple[int, ...], users: int) -> bool:
+        """The memory test alone for a mixed chain (in the order build_recipe lays it out)."""
+        units = self._ordered([self.units[i] for i, c in zip(combo, counts) for _ in range(c)])
+        if check_units(self.engine, units, self.model.num_layers):
+            return False
+        return isinstance(fill_layers(self.sizer, self.budgets, units, users,
+                                      even_counts(self.engine, len(units), self.model.num_layers)), list)
 
 
 def _dominates(a: Recipe, b: Recipe, terms: tuple) -> bool:

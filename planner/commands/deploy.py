@@ -63,6 +63,9 @@ from planner.verify import check_serve_plan, check_train_plan
 
 T = TypeVar("T", bound=BaseModel)
 
+BUILD_SHARE = 0.6  # of --time-limit, for building candidate layouts
+SOLVE_SHARE = 0.8  # of what is left, for the solver (the rest for verifying and explaining)
+
 
 @dataclass(frozen=True)
 class DeployResult:
@@ -136,9 +139,12 @@ def run_deploy(args: DeployArgs) -> DeployResult:
     )
     calibrations = load_calibration()
     topology = build_topology(cluster)
-    candidates = build_candidates(model, mix, request, cluster, calibrations, engine, topology, deadline=deadline)
+    # The search for layouts may take part of the time limit; the solver, the checks and any
+    # explanation get the rest.
+    build_deadline = start + BUILD_SHARE * args.time_limit
+    candidates = build_candidates(model, mix, request, cluster, calibrations, engine, topology, deadline=build_deadline)
     built = time.perf_counter()
-    result = solve_candidates(candidates, time_limit_s=max(0.0, deadline - built))
+    result = solve_candidates(candidates, time_limit_s=max(0.0, SOLVE_SHARE * (deadline - built)))
     if candidates.stopped_early and result.status == SolveStatus.INFEASIBLE:
         result = replace(result, status=SolveStatus.TIMED_OUT, copies={})  # not a proof: the search was cut short
     solved = time.perf_counter()

@@ -75,40 +75,36 @@ def _attention_sums(weights: WeightEstimate, model: ModelSpec, mix: PrecisionMix
     return cache[key]
 
 
-def _per_layer_reads(weights: WeightEstimate, model: ModelSpec, tp: int, batch: int) -> tuple:
-    """Per-layer (plain bytes, quantised bytes, active parameters) one rank reads per decode step,
-    plus the same for the embedding row and the output head; cached on the WeightEstimate."""
+def _per_layer_reads(weights: WeightEstimate, model: ModelSpec, tp: int) -> tuple:
+    """Prefix sums over layers of (plain bytes, quantised bytes, parameters) one rank holds, dense
+    tensors and routed experts apart, plus the same for the output head (and a tied embedding);
+    cached on the WeightEstimate. The embedding is read one row per token, not as a matrix."""
     cache = weights.derived.setdefault("decode_reads", {})
-    key = (model.name, tp, batch)
+    key = (model.name, tp)
     if key in cache:
         return cache[key]
     n = model.num_layers
-    plain, quant, params = [0.0] * n, [0.0] * n, [0.0] * n
-    head = [0.0, 0.0, 0.0]  # lm_head + final norm (and the tied embedding matrix)
-    touched = estimate_expert_fraction_touched(model, batch)
-    per_token = estimate_expert_fraction_touched(model, 1)
+    series = [[0.0] * n for _ in range(6)]  # dense plain, quantised, params; experts plain, quantised, params
+    head = [0.0] * 6
     for item in weights.tensors:
         tensor = item.tensor
         if tensor.layer is None and tensor.kind == "token_embd" and not model.tie_word_embeddings:
-            continue  # decode reads one embedding row per token, not the matrix
-        share = estimate_shard_fraction(tensor, model, tp)
-        active = share
-        if tensor.component == "experts":
-            share *= touched
-            active *= per_token
-        size = item.bytes * share
-        slot = (plain, quant, params)
-        if tensor.layer is None:
-            index = 0 if item.bits_per_weight >= PLAIN_BITS else 1
-            head[index] += size
-            head[2] += tensor.params * active
             continue
-        (slot[0] if item.bits_per_weight >= PLAIN_BITS else slot[1])[tensor.layer] += size
-        params[tensor.layer] += tensor.params * active
-    prefix = [[0.0] * (n + 1) for _ in range(3)]
-    for i in range(n):
-        for k, series in enumerate((plain, quant, params)):
-            prefix[k][i + 1] = prefix[k][i] + series[i]
+        share = estimate_shard_fraction(tensor, model, tp)
+        base = 3 if tensor.component == "experts" else 0
+        kind = 0 if item.bits_per_weight >= PLAIN_BITS else 1
+        if tensor.layer is None:
+            head[base + kind] += item.bytes * share
+            head[base + 2] += tensor.params * share
+            continue
+        series[base + kind][tensor.layer] += item.bytes * share
+        series[base + 2][tensor.layer] += tensor.params * share
+    prefix = []
+    for values in series:
+        running = [0.0]
+        for v in values:
+            running.append(running[-1] + v)
+        prefix.append(running)
     cache[key] = (prefix, tuple(head))
     return cache[key]
 
@@ -116,14 +112,19 @@ def _per_layer_reads(weights: WeightEstimate, model: ModelSpec, tp: int, batch: 
 def _touched_weight_bytes(
     weights: WeightEstimate, model: ModelSpec, layers: range, first: bool, last: bool, tp: int, batch: int
 ) -> tuple[float, float, float]:
-    """(plain bytes, quantised bytes, active parameters) one rank reads per decode step."""
-    prefix, head = _per_layer_reads(weights, model, tp, batch)
+    """(plain bytes, quantised bytes, active parameters) one rank reads per decode step: dense
+    tensors whole, routed experts in the share `batch` tokens touch (estimate_expert_fraction_touched),
+    and the parameters one token uses."""
+    prefix, head = _per_layer_reads(weights, model, tp)
     a, b = layers.start, layers.stop
-    plain = prefix[0][b] - prefix[0][a]
-    quant = prefix[1][b] - prefix[1][a]
-    params = prefix[2][b] - prefix[2][a]
+    touched = estimate_expert_fraction_touched(model, batch)
+    per_token = estimate_expert_fraction_touched(model, 1)
+    span = [p[b] - p[a] for p in prefix]
     if last:
-        plain, quant, params = plain + head[0], quant + head[1], params + head[2]
+        span = [x + h for x, h in zip(span, head)]
+    plain = span[0] + touched * span[3]
+    quant = span[1] + touched * span[4]
+    params = span[2] + per_token * span[5]
     return plain, quant, params
 
 

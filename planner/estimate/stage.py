@@ -119,6 +119,8 @@ class StageSizer:
         self.overhead_factor, self.runtime_reserve_bytes = overhead_factor, runtime_reserve_bytes
         self._ranks: dict[tuple[int, float], _PerRank] = {}
         self._layouts: dict[tuple[int, EngineSettings, int], KVLayout] = {}
+        self._activations: dict[tuple, float] = {}
+        self._overheads: dict[tuple, float] = {}
 
     def _rank(self, tp: int, expert_factor: float = 1.0) -> _PerRank:
         key = (tp, expert_factor)
@@ -163,12 +165,18 @@ class StageSizer:
         rank = self._rank(tp, settings.mxfp4_expert_factor)
         weights = self.outer_weight_bytes(tp, first=first, last=last) + rank.weights[b] - rank.weights[a]
         kv = self.engine.kv_bytes(self.layout(tp, settings, pipeline_stages), a, b, users, settings)
-        activations = self.engine.activation_bytes(self.model, rank.activation_peak.max(a, b), last=last, users=users,
-                                                   context=self.context, settings=settings)
-        overhead = self.overhead_factor * weights + self.engine.overhead_bytes(
-            self.model, layers=b - a, tp=tp, weights_bytes=weights, settings=settings,
-            reserve_bytes=self.runtime_reserve_bytes)
-        return weights, kv, activations, overhead
+        peak = rank.activation_peak.max(a, b)
+        key = (peak, last, users, settings)
+        activations = self._activations.get(key)
+        if activations is None:
+            activations = self._activations[key] = self.engine.activation_bytes(
+                self.model, peak, last=last, users=users, context=self.context, settings=settings)
+        key = (b - a, tp, settings)
+        engine_overhead = self._overheads.get(key)
+        if engine_overhead is None:  # the engines' overheads depend on the layer count, not on which layers
+            engine_overhead = self._overheads[key] = self.engine.overhead_bytes(
+                self.model, layers=b - a, tp=tp, settings=settings, reserve_bytes=self.runtime_reserve_bytes)
+        return weights, kv, activations, self.overhead_factor * weights + engine_overhead
 
     def memory(self, layers: range, *, first: bool, last: bool, tp: int, users: int, settings: EngineSettings,
                pipeline_stages: int = 1, stage: int = 0) -> DeviceMemory:

@@ -19,7 +19,7 @@ T = TypeVar("T", bound=BaseModel)
 def read_catalog_file(relative: str) -> Located:
     """One catalog file, parsed (e.g. "links.yaml" or "hardware/amd.yaml")."""
     text = resources.files("planner.catalog").joinpath(relative).read_text(encoding="utf-8")
-    return parse_yaml_text(text, f"planner/catalog/{relative}")
+    return parse_yaml_text(text, f"planner/catalog/{relative}", trusted=True)
 
 
 def iter_catalog_folder(folder: str) -> Iterator[tuple[str, Located]]:

@@ -61,14 +61,14 @@ _LAYER_TYPES = {"sliding_attention": "sliding", "full_attention": "full", "slidi
 def load_architecture_traits() -> dict[str, dict[str, Any]]:
     """The per-model_type traits table shipped with the package."""
     text = resources.files("planner.catalog").joinpath("architectures.yaml").read_text(encoding="utf-8")
-    return parse_yaml_text(text, "planner/catalog/architectures.yaml").data
+    return parse_yaml_text(text, "planner/catalog/architectures.yaml", trusted=True).data
 
 
 @functools.cache
 def load_config_keys() -> dict[str, Any]:
     """The inert keys and the state-space markers (planner/catalog/config-keys.yaml)."""
     text = resources.files("planner.catalog").joinpath("config-keys.yaml").read_text(encoding="utf-8")
-    return parse_yaml_text(text, "planner/catalog/config-keys.yaml").data
+    return parse_yaml_text(text, "planner/catalog/config-keys.yaml", trusted=True).data
 
 
 class _Reader:

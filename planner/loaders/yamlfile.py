@@ -57,6 +57,17 @@ def _construct_core_int(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int:
 
 CoreLoader.add_constructor("tag:yaml.org,2002:int", _construct_core_int)
 
+if getattr(yaml, "__with_libyaml__", False):
+    class FastCoreLoader(yaml.CSafeLoader):
+        """The same YAML 1.2 core rules on libyaml's parser, for the package's own catalog files
+        (trusted and tested; user files keep the pure-Python loader's exact error messages)."""
+
+    FastCoreLoader.yaml_implicit_resolvers = dict(CoreLoader.yaml_implicit_resolvers)
+    FastCoreLoader.add_constructor("tag:yaml.org,2002:int", _construct_core_int)
+    _CATALOG_LOADER: type = FastCoreLoader
+else:
+    _CATALOG_LOADER = CoreLoader
+
 FieldPath = tuple[str | int, ...]
 
 
@@ -130,10 +141,11 @@ def _scalar(node: yaml.Node) -> Any:
     return _SCALARS.construct_object(node, deep=True)
 
 
-def parse_yaml_text(text: str, file: str) -> Located:
-    """Parse YAML text, keeping line numbers; syntax errors become InputError with the line."""
+def parse_yaml_text(text: str, file: str, trusted: bool = False) -> Located:
+    """Parse YAML text, keeping line numbers; syntax errors become InputError with the line.
+    `trusted`: one of the package's catalog files, read with libyaml where it is installed."""
     try:
-        node = yaml.compose(text, Loader=CoreLoader)
+        node = yaml.compose(text, Loader=_CATALOG_LOADER if trusted else CoreLoader)
     except RecursionError:
         raise InputError(f"nested more than {MAX_NESTING_DEPTH} levels deep", file=file) from None
     except yaml.reader.ReaderError as exc:

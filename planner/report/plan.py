@@ -50,6 +50,7 @@ def _header(data: dict[str, Any]) -> list[str]:
                  f"{solver['candidates']} layouts considered, {solver['rejected']} rejected")
     if solver.get("stopped_early"):
         lines.append("The time limit cut the search for layouts short: the plan is the best of those found (--time-limit).")
+        lines += [f"  cut: {c}" for c in solver.get("cut", [])]
     return lines
 
 

@@ -100,6 +100,7 @@ class SolverOut(_Out):
     candidates: int = Field(ge=0, description="Layouts considered.")
     rejected: int = Field(ge=0, description="Layouts rejected before solving, each with its reason.")
     stopped_early: bool = Field(False, description="The time limit cut the candidate search short; the plan is the best among those built.")
+    cut: list[str] = Field(default_factory=list, description="What the time limit cut from the candidate search, in words (empty when nothing was).")
 
 
 # ----------------------------------------------------------------------------- serving

@@ -63,14 +63,14 @@ def estimate_device_need_bytes(model: ModelSpec, mix: PrecisionMix, weights: Wei
     kv = memory.kv_bytes(layout, layers.start, layers.stop, users, settings)
     peak = max((estimate_block_peak_elements(model, i, tp) for i in layers), default=0.0)
     act = memory.activation_bytes(model, peak, last=last, users=users, context=request.context, settings=settings)
-    overhead = memory.overhead_bytes(model, layers=len(layers), tp=tp, weights_bytes=w, settings=settings,
+    overhead = memory.overhead_bytes(model, layers=len(layers), tp=tp, settings=settings,
                                      reserve_bytes=request.runtime_reserve_bytes)
     return w + kv + act + request.overhead_factor * w + overhead
 
 
 def _check_replica(replica: ReplicaOut, model: ModelSpec, mix: PrecisionMix, weights: WeightEstimate,
                    request: ServeRequest, devices: dict[str, Device], seen: set[str], memory: EngineMemory,
-                   embedding_on_host: bool) -> tuple[list[str], list[tuple]]:
+                   embedding_on_host: bool, needs: dict[tuple, float]) -> tuple[list[str], list[tuple]]:
     problems: list[str] = []
     stages: list[tuple] = []
     expected_start = 0
@@ -102,11 +102,15 @@ def _check_replica(replica: ReplicaOut, model: ModelSpec, mix: PrecisionMix, wei
             problems.append(f"{where}: tensor-parallel ranks span machines or device types")
         if not known or end <= start or end > model.num_layers:
             continue
-        padded = replace(settings, mxfp4_expert_factor=memory.settings(
-            known[0], request, model=model, tp=t, pp=len(replica.stages)).mxfp4_expert_factor)
-        need = estimate_device_need_bytes(model, mix, weights, request, memory, padded, layers=range(start, end),
-                                          first=k == 0, last=k == last_index, tp=t, users=replica.users,
-                                          stages=len(replica.stages), embedding_on_host=embedding_on_host)
+        key = (known[0].spec, start, end, k == 0, k == last_index, t, replica.users, len(replica.stages), settings)
+        if key not in needs:  # replicas repeat stages; the sum is a pure function of these
+            padded = replace(settings, mxfp4_expert_factor=memory.settings(
+                known[0], request, model=model, tp=t, pp=len(replica.stages)).mxfp4_expert_factor)
+            needs[key] = estimate_device_need_bytes(
+                model, mix, weights, request, memory, padded, layers=range(start, end), first=k == 0,
+                last=k == last_index, tp=t, users=replica.users, stages=len(replica.stages),
+                embedding_on_host=embedding_on_host)
+        need = needs[key]
         for device, out in zip(known, (d for d in stage.devices if d.id in devices)):
             capacity = memory.capacity_bytes(device, settings)
             if need > capacity + TOLERANCE_BYTES:
@@ -148,12 +152,13 @@ def check_serve_plan(plan: ServePlan, model: ModelSpec, mix: PrecisionMix, clust
     devices = {d.id: d for d in cluster.devices}
     weights = estimate_weight_bytes(model, mix)
     seen: set[str] = set()
+    needs: dict[tuple, float] = {}
     problems: list[str] = []
     users = 0
     for replica in plan.replicas:
         users += replica.users
         found, stages = _check_replica(replica, model, mix, weights, request, devices, seen, memory,
-                                       engine.layout.embedding_on_host)
+                                       engine.layout.embedding_on_host, needs)
         problems += found
         if request.min_tokens_per_s and stages and len(stages) == len(replica.stages):
             speed = _replica_speed(stages, model, mix, weights, request, replica.users, calibrations, topology)

@@ -41,6 +41,15 @@ class EngineSettings:
     mxfp4_expert_factor: float = 1.0  # MXFP4 expert matrices grow by this when the kernels pad them (vLLM)
     notes: tuple[str, ...] = field(default=())
 
+    def __post_init__(self) -> None:
+        # Settings key the stage sizer's caches on the hot path: hash once.
+        object.__setattr__(self, "_hash", hash((self.memory_fraction, self.batch_tokens, self.max_sequences, self.block_size,
+                                                self.cuda_graphs, self.kv_cache_memory_bytes, self.mxfp4_expert_factor,
+                                                self.notes)))
+
+    def __hash__(self) -> int:
+        return self._hash  # type: ignore[attr-defined]
+
     def sequences(self, users: int) -> int:
         """The concurrency cap a launch for `users` users needs."""
         return max(self.max_sequences, users)
@@ -141,8 +150,8 @@ class EngineMemory(Protocol):
     def activation_bytes(self, model: ModelSpec, peak_elements: float, *, last: bool, users: int, context: int,
                          settings: EngineSettings) -> float: ...
 
-    def overhead_bytes(self, model: ModelSpec, *, layers: int, tp: int, weights_bytes: float,
-                       settings: EngineSettings, reserve_bytes: int | None) -> float: ...
+    def overhead_bytes(self, model: ModelSpec, *, layers: int, tp: int, settings: EngineSettings,
+                       reserve_bytes: int | None) -> float: ...
 
     def kv_layout(self, model: ModelSpec, attention: tuple[LayerAttention, ...], *, context: int,
                   settings: EngineSettings, pipeline_stages: int) -> KVLayout: ...

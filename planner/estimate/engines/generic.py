@@ -61,8 +61,8 @@ class GenericMemory:
         out = chunk * peak_elements * ACTIVATION_BYTES
         return out + (estimate_logits_bytes(model, users) if last else 0.0)
 
-    def overhead_bytes(self, model: ModelSpec, *, layers: int, tp: int, weights_bytes: float,
-                       settings: EngineSettings, reserve_bytes: int | None) -> float:
+    def overhead_bytes(self, model: ModelSpec, *, layers: int, tp: int, settings: EngineSettings,
+                       reserve_bytes: int | None) -> float:
         return float(DEFAULT_RUNTIME_RESERVE_BYTES if reserve_bytes is None else reserve_bytes)
 
     def kv_layout(self, model: ModelSpec, attention: tuple[LayerAttention, ...], *, context: int,

@@ -88,8 +88,8 @@ class LlamaCppMemory:
             return layers
         return max(layers, tokens * (model.vocab_size + model.hidden_size) * COMPUTE_BYTES)
 
-    def overhead_bytes(self, model: ModelSpec, *, layers: int, tp: int, weights_bytes: float,
-                       settings: EngineSettings, reserve_bytes: int | None) -> float:
+    def overhead_bytes(self, model: ModelSpec, *, layers: int, tp: int, settings: EngineSettings,
+                       reserve_bytes: int | None) -> float:
         return float(reserve_bytes or 0)
 
     def kv_layout(self, model: ModelSpec, attention: tuple[LayerAttention, ...], *, context: int,

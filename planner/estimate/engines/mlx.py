@@ -47,8 +47,8 @@ class MlxMemory:
         out = min(settings.batch_tokens, context) * peak_elements * ACTIVATION_BYTES
         return out + (estimate_logits_bytes(model, users) if last else 0.0)
 
-    def overhead_bytes(self, model: ModelSpec, *, layers: int, tp: int, weights_bytes: float,
-                       settings: EngineSettings, reserve_bytes: int | None) -> float:
+    def overhead_bytes(self, model: ModelSpec, *, layers: int, tp: int, settings: EngineSettings,
+                       reserve_bytes: int | None) -> float:
         return float(reserve_bytes or 0)
 
     def kv_layout(self, model: ModelSpec, attention: tuple[LayerAttention, ...], *, context: int,

@@ -98,8 +98,8 @@ class SglangMemory:
         """Activations live in the part mem_fraction_static leaves out."""
         return 0.0
 
-    def overhead_bytes(self, model: ModelSpec, *, layers: int, tp: int, weights_bytes: float,
-                       settings: EngineSettings, reserve_bytes: int | None) -> float:
+    def overhead_bytes(self, model: ModelSpec, *, layers: int, tp: int, settings: EngineSettings,
+                       reserve_bytes: int | None) -> float:
         return float(reserve_bytes or 0)
 
     def kv_layout(self, model: ModelSpec, attention: tuple[LayerAttention, ...], *, context: int,

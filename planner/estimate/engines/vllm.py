@@ -249,8 +249,8 @@ class VllmMemory:
         sampler = min(seqs, tokens) * model.vocab_size * self.rules.sampler_bytes_per_logit
         return max(forward, sampler + tokens * model.hidden_size * ACTIVATION_BYTES)
 
-    def overhead_bytes(self, model: ModelSpec, *, layers: int, tp: int, weights_bytes: float,
-                       settings: EngineSettings, reserve_bytes: int | None) -> float:
+    def overhead_bytes(self, model: ModelSpec, *, layers: int, tp: int, settings: EngineSettings,
+                       reserve_bytes: int | None) -> float:
         """Non-torch memory (or --runtime-reserve-gib in its place), the rotary cache and (0.20+,
         with CUDA graphs) the graph estimate."""
         rotary = model.max_context * rotary_dim(model) * 2  # cos/sin cache in the model dtype
