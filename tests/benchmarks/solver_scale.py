@@ -21,6 +21,7 @@ sys.path.insert(0, str(ROOT))
 
 from planner.commands.args import DeployArgs  # noqa: E402
 from planner.commands.deploy import run_deploy  # noqa: E402
+from planner.errors import InputError  # noqa: E402
 from planner.loaders.hardware import load_hardware_catalog  # noqa: E402
 
 MIX = [("h100-sxm", "nvswitch"), ("a100-sxm-80gb", "nvswitch"), ("h200", "nvswitch"), ("l40s", "pcie-4")]
@@ -57,7 +58,7 @@ def run(size: int, kinds: list[tuple[str, str]], engine: str, model: str, tmp: P
     start = time.perf_counter()
     try:
         result = run_deploy(args)
-    except Exception as exc:  # an engine that cannot run here
+    except InputError as exc:  # an engine that cannot run here
         return f"{size:>7} {len(kinds):>5} {engine:<10} {users:>6}  {type(exc).__name__}: {str(exc)[:60]}"
     total = time.perf_counter() - start
     plan, t = result.plan, result.timings
