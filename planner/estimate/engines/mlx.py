@@ -4,8 +4,9 @@ Metal may keep resident what macOS lets the GPU wire (iogpu.wired_limit_mb; by d
 two thirds to three quarters of unified memory): the inventory's usable memory. mlx-lm holds the
 weights of its layers, a KV cache that grows in steps of 256 tokens per sequence
 (mlx_lm/models/cache.py KVCache.step) and, for sliding-window layers, a rotating cache of the
-window (RotatingKVCache), and the activations of a prefill step of 2,048 tokens
-(mlx_lm/generate.py prefill_step_size) plus each sequence's fp32 logits.
+window (RotatingKVCache), and the activations of prefill steps of 2,048 tokens for up to 8
+prompts at once (mlx_lm/server.py --prefill-step-size, --prompt-concurrency, 0.32.2) plus each
+sequence's fp32 logits.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from planner.schemas.inventory import Device
 from planner.schemas.model import ModelSpec
 from planner.schemas.serving import ServeRequest
 
-PREFILL_STEP = 2048  # mlx_lm generate_step prefill_step_size
+PREFILL_STEP = 2048  # mlx_lm.server --prefill-step-size default
+PROMPT_CONCURRENCY = 8  # mlx_lm.server --prompt-concurrency default: prompts prefilled together
 CACHE_STEP = 256  # KVCache.step: the cache grows in steps of 256 tokens
-MAX_SEQUENCES = 16  # mlx_lm.server --decode-concurrency default (BatchGenerator)
+MAX_SEQUENCES = 32  # mlx_lm.server --decode-concurrency default: requests decoded together
 
 
 class MlxMemory:
@@ -44,7 +46,8 @@ class MlxMemory:
 
     def activation_bytes(self, model: ModelSpec, peak_elements: float, *, last: bool, users: int, context: int,
                          settings: EngineSettings) -> float:
-        out = min(settings.batch_tokens, context) * peak_elements * ACTIVATION_BYTES
+        prompts = min(PROMPT_CONCURRENCY, users)
+        out = prompts * min(settings.batch_tokens, context) * peak_elements * ACTIVATION_BYTES
         return out + (estimate_logits_bytes(model, users) if last else 0.0)
 
     def overhead_bytes(self, model: ModelSpec, *, layers: int, tp: int, settings: EngineSettings,
