@@ -63,7 +63,7 @@ OPTIONS: dict[str, Callable[[Callable[..., Any]], Callable[..., Any]]] = {
     "weights": click.option("--weights", metavar="FMT",
                             help="Weight format (bf16, fp8, int8, int4, nf4, mxfp4, q4_k_m...) [default: the checkpoint's]."),
     "kv_cache": click.option("--kv-cache", "kv_cache", metavar="FMT",
-                             help="KV-cache dtype (fp16, bf16, fp8, int8, int4, q8_0, q4_0) [default: the checkpoint's dtype]."),
+                             help="KV-cache dtype (fp16, bf16, fp8, int8, int4, q8_0, q4_0; auto: the model's dtype) [default: auto]."),
     "embedding": click.option("--embedding", metavar="FMT", help="Format override for the token embedding."),
     "lm_head": click.option("--lm-head", "lm_head", metavar="FMT", help="Format override for the output head."),
     "attention": click.option("--attention", metavar="FMT", help="Format override for attention projections."),

@@ -75,7 +75,10 @@ def resolve_mix(args: TrainingArgs, model: ModelSpec, weights: str | None = None
         else:
             chosen = model.dtype
     check_weights_choice(chosen, model)
-    return build_precision_mix(chosen, args.kv_cache or model.dtype, **overrides)
+    kv = args.kv_cache
+    if kv is not None and kv.strip().lower() == "auto":
+        kv = None  # the engines' "auto": the model's own dtype
+    return build_precision_mix(chosen, kv or model.dtype, **overrides)
 
 
 def resolve_overhead(args: TrainingArgs, *, exact: bool) -> float:
