@@ -38,7 +38,8 @@ from planner.estimate.engines.base import (
 from planner.schemas.hardware import HardwareSpec
 from planner.schemas.inventory import Device
 from planner.schemas.model import ModelSpec
-from planner.schemas.serving import DRIVER_RESERVED_BYTES, ServeRequest
+from planner.estimate.engine import estimate_reported_bytes
+from planner.schemas.serving import ServeRequest
 from planner.units import GiB
 
 DEFAULT_BLOCK_SIZE = 16  # CacheConfig.DEFAULT_BLOCK_SIZE (vllm/config/cache.py)
@@ -140,11 +141,8 @@ class VllmRules:
 
 
 def cuda_total_bytes(spec: HardwareSpec, memory_bytes: int) -> float:
-    """T: what the driver reports for the device (measured in the catalog, else the nameplate
-    less the driver's share)."""
-    if spec.cuda_reported_gib is not None:
-        return spec.cuda_reported_gib * GiB
-    return float(memory_bytes - DRIVER_RESERVED_BYTES)
+    """T: what the driver reports for the device (estimate/engine.py estimate_reported_bytes)."""
+    return estimate_reported_bytes(spec, memory_bytes)
 
 
 def batch_defaults(rules: VllmRules, spec: HardwareSpec, total_bytes: float) -> tuple[int, int]:
