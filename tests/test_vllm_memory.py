@@ -222,3 +222,13 @@ def test_unmeasured_gpus_follow_the_measured_ones() -> None:
         predicted = estimate_reported_bytes(rule, int(spec.memory_gib * GiB)) / GiB
         assert predicted == pytest.approx(spec.cuda_reported_gib, rel=0.005), measured
     assert estimate_reported_bytes(catalog["a10g"], 24 * GiB) / GiB == pytest.approx(22.08, abs=0.01)
+
+
+@pytest.mark.parametrize("spelling", [["--engine", "vllm@0.10.2"], ["--engine", "vllm==0.10.2"],
+                                      ["--engine", "vllm", "--engine-version", "0.10.2"]])
+def test_the_engine_version_can_be_given_with_the_engine(runner, spelling: list[str]) -> None:
+    result = runner.invoke(main, ["deploy", "--inventory", str(ROOT / "inventories" / "dgx-h100.yaml"), "--model",
+                                  "llama-3.1-8b", *spelling, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.output)
+    assert plan["request"]["engine"]["version"] == "0.10.2" and plan["replicas"][0]["engine"]["memory_fraction"] == 0.9

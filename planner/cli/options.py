@@ -57,8 +57,9 @@ OPTIONS: dict[str, Callable[[Callable[..., Any]], Callable[..., Any]]] = {
     "inventory": click.option("--inventory", required=True, metavar="FILE", help="Inventory YAML (see inventories/)."),
     # engine
     "engine": click.option("--engine", metavar="NAME", default=None,
-                           help="Serving: vllm, sglang, llama.cpp, exo, mlx-lm; training: deepspeed, megatron "
-                                "[default: chosen from the inventory and precision, docs/engines.md]."),
+                           help="Serving: vllm, sglang, llama.cpp, exo, mlx-lm; training: deepspeed, megatron; "
+                                "vllm@0.10.2 also names the version [default: chosen from the inventory and precision, "
+                                "docs/engines.md]."),
     # precision
     "weights": click.option("--weights", metavar="FMT",
                             help="Weight format (bf16, fp8, int8, int4, nf4, mxfp4, q4_k_m...) [default: the checkpoint's]."),

@@ -85,6 +85,20 @@ class TrainingArgs(PrecisionArgs):
                              f"{self.pipeline_parallel_size}")
         return self
 
+    @model_validator(mode="before")
+    @classmethod
+    def _engine_at_version(cls, data: object) -> object:
+        """`--engine vllm@0.10.2` (or `vllm==0.10.2`) is `--engine vllm --engine-version 0.10.2`."""
+        if isinstance(data, dict) and isinstance(data.get("engine"), str):
+            for separator in ("==", "@"):
+                if separator in data["engine"]:
+                    name, version = (part.strip() for part in data["engine"].split(separator, 1))
+                    if data.get("engine_version") not in (None, version):
+                        raise ValueError(f"--engine {data['engine']} and --engine-version {data['engine_version']} disagree")
+                    data = {**data, "engine": name, "engine_version": version or None}
+                    break
+        return data
+
     @model_validator(mode="after")
     def _check_mode(self) -> TrainingArgs:
         other = TRAIN_ONLY if self.mode == "serve" else SERVE_ONLY
