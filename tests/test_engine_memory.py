@@ -8,7 +8,6 @@ import yaml
 
 from planner.estimate.attention import build_layer_attention
 from planner.estimate.engines import build_engine_memory
-from planner.estimate.engines.llamacpp import LlamaCppMemory
 from planner.estimate.engines.sglang import (
     SglangMemory,
     mem_fraction_static,
@@ -43,7 +42,7 @@ def test_llama_cpp_buffers_match_its_logs(entry: dict) -> None:
     """KV buffer: cells x layers x KV heads x head_dim x K,V x bytes; compute buffer: the ubatch's
     logits and hidden state on the output device, a block's activations elsewhere."""
     model = _model(entry)
-    memory = LlamaCppMemory("b11434")
+    memory = build_engine_memory(engine("llama.cpp"))
     settings = memory.settings(None, ServeRequest(context=entry["n_ctx"], prefill_chunk=entry["n_ubatch"]), model=model)
     attention = build_layer_attention(model, resolve_kv_format(entry["kv_cache"]), 1)
     layout = memory.kv_layout(model, attention, context=entry["n_ctx"], settings=settings, pipeline_stages=1)
@@ -60,7 +59,7 @@ def test_llama_cpp_context_is_the_total_over_slots() -> None:
     """-c for 4 slots of 3,000 tokens is 12,000, padded to 256 cells (src/llama-context.cpp); a
     sliding-window layer keeps n_swa x slots + n_ubatch cells (src/llama-kv-cache-iswa.cpp)."""
     model = load_model("gemma-3-27b")
-    memory = LlamaCppMemory("b11434")
+    memory = build_engine_memory(engine("llama.cpp"))
     settings = memory.settings(None, ServeRequest(context=3000), model=model)
     layout = memory.kv_layout(model, build_layer_attention(model, resolve_kv_format("fp16"), 1), context=3000,
                               settings=settings, pipeline_stages=1)

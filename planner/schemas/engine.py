@@ -64,9 +64,11 @@ class EngineMemory(_Frozen):
     """How the engine sizes memory on a device (the figures its memory model needs)."""
 
     model: MemoryModel = Field(description="Which memory model applies (planner/estimate/engines/).")
-    gpu_memory_utilization: float | None = Field(None, gt=0, le=1, description="Default share of each GPU the engine takes.")
-    prefill_chunk_tokens: int | None = Field(None, ge=1, description="Default tokens per forward pass (max_num_batched_tokens, ubatch).")
-    max_sequences: int | None = Field(None, ge=1, description="Default concurrent sequences (max_num_seqs).")
+    prefill_chunk_tokens: int | None = Field(
+        None, ge=1, description="Default tokens per forward pass (llama.cpp ubatch, MLX prefill step), where it is one number; "
+                                "vLLM's and SGLang's depend on the version and the device (planner/estimate/engines/).")
+    max_sequences: int | None = Field(None, ge=1, description="Default sequences decoded together (llama.cpp slots, MLX decode batch).")
+    prefill_sequences: int | None = Field(None, ge=1, description="Prompts prefilled together (MLX prefill batch).")
     source: str = Field(min_length=8, description="Where the figures come from.")
 
 

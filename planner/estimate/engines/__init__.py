@@ -31,7 +31,7 @@ def build_engine_memory(profile: EngineProfile | None, version: str | None = Non
     if model == "sglang":
         return SglangMemory(version)
     if model == "llama.cpp":
-        return LlamaCppMemory(version)
+        return LlamaCppMemory(version, profile.memory)
     if model == "mlx":
-        return MlxMemory(profile.id, version)
+        return MlxMemory(profile.id, version, profile.memory)
     raise ValueError(f"{profile.name} is a training engine; serving memory has no model for it")

@@ -24,6 +24,7 @@ from planner.estimate.engines.base import (
     longest_fitting,
 )
 from planner.estimate.engines.vllm import cuda_total_bytes
+from planner.schemas.engine import EngineMemory as EngineMemoryProfile
 from planner.schemas.inventory import Device
 from planner.schemas.model import ModelSpec
 from planner.schemas.serving import ServeRequest
@@ -56,13 +57,16 @@ class LlamaCppMemory:
 
     id = "llama.cpp"
 
-    def __init__(self, version: str) -> None:
+    def __init__(self, version: str, memory: EngineMemoryProfile) -> None:
         self.version = version
+        if memory.prefill_chunk_tokens is None or memory.max_sequences is None:
+            raise ValueError("llama.cpp's profile gives no ubatch or slot count")
+        self.ubatch, self.slots = memory.prefill_chunk_tokens, memory.max_sequences  # -ub 512, -np 4
 
     def settings(self, device: Device | None, request: ServeRequest, *, model: ModelSpec | None = None, tp: int = 1,
                  pp: int = 1) -> EngineSettings:
-        return EngineSettings(memory_fraction=None, batch_tokens=request.prefill_chunk or UBATCH,
-                              max_sequences=request.max_sequences or SLOTS, block_size=1, cuda_graphs=False,
+        return EngineSettings(memory_fraction=None, batch_tokens=request.prefill_chunk or self.ubatch,
+                              max_sequences=request.max_sequences or self.slots, block_size=1, cuda_graphs=False,
                               kv_cache_memory_bytes=None)
 
     def capacity_bytes(self, device: Device, settings: EngineSettings) -> float:

@@ -4,9 +4,9 @@ Metal may keep resident what macOS lets the GPU wire (iogpu.wired_limit_mb; by d
 two thirds to three quarters of unified memory): the inventory's usable memory. mlx-lm holds the
 weights of its layers, a KV cache that grows in steps of 256 tokens per sequence
 (mlx_lm/models/cache.py KVCache.step) and, for sliding-window layers, a rotating cache of the
-window (RotatingKVCache), and the activations of prefill steps of 2,048 tokens for up to 8
-prompts at once (mlx_lm/server.py --prefill-step-size, --prompt-concurrency, 0.32.2) plus each
-sequence's fp32 logits.
+window (RotatingKVCache), and the activations of prefill steps for several prompts at once plus
+each sequence's fp32 logits: the step, the prompts and the decode batch are the profile's
+(mlx-lm's server: 2,048 tokens, 8 prompts, 32 sequences; exo: 4,096-token steps).
 """
 
 from __future__ import annotations
@@ -19,26 +19,28 @@ from planner.estimate.engines.base import (
     KVLayout,
     longest_fitting,
 )
+from planner.schemas.engine import EngineMemory as EngineMemoryProfile
 from planner.schemas.inventory import Device
 from planner.schemas.model import ModelSpec
 from planner.schemas.serving import ServeRequest
 
-PREFILL_STEP = 2048  # mlx_lm.server --prefill-step-size default
-PROMPT_CONCURRENCY = 8  # mlx_lm.server --prompt-concurrency default: prompts prefilled together
 CACHE_STEP = 256  # KVCache.step: the cache grows in steps of 256 tokens
-MAX_SEQUENCES = 32  # mlx_lm.server --decode-concurrency default: requests decoded together
 
 
 class MlxMemory:
     """Wired unified memory (module docstring)."""
 
-    def __init__(self, engine_id: str, version: str) -> None:
+    def __init__(self, engine_id: str, version: str, memory: EngineMemoryProfile) -> None:
         self.id, self.version = engine_id, version
+        if memory.prefill_chunk_tokens is None or memory.max_sequences is None or memory.prefill_sequences is None:
+            raise ValueError(f"{engine_id}'s profile gives no prefill step, decode batch or prefill batch")
+        self.prefill_step, self.sequences = memory.prefill_chunk_tokens, memory.max_sequences
+        self.prompts = memory.prefill_sequences
 
     def settings(self, device: Device | None, request: ServeRequest, *, model: ModelSpec | None = None, tp: int = 1,
                  pp: int = 1) -> EngineSettings:
-        return EngineSettings(memory_fraction=None, batch_tokens=request.prefill_chunk or PREFILL_STEP,
-                              max_sequences=request.max_sequences or MAX_SEQUENCES, block_size=CACHE_STEP,
+        return EngineSettings(memory_fraction=None, batch_tokens=request.prefill_chunk or self.prefill_step,
+                              max_sequences=request.max_sequences or self.sequences, block_size=CACHE_STEP,
                               cuda_graphs=False, kv_cache_memory_bytes=None)
 
     def capacity_bytes(self, device: Device, settings: EngineSettings) -> float:
@@ -46,7 +48,7 @@ class MlxMemory:
 
     def activation_bytes(self, model: ModelSpec, peak_elements: float, *, last: bool, users: int, context: int,
                          settings: EngineSettings) -> float:
-        prompts = min(PROMPT_CONCURRENCY, users)
+        prompts = min(self.prompts, users)
         out = prompts * min(settings.batch_tokens, context) * peak_elements * ACTIVATION_BYTES
         return out + (estimate_logits_bytes(model, users) if last else 0.0)
 
