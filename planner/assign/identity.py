@@ -8,7 +8,7 @@ import json
 
 from planner.schemas.inventory import Cluster
 from planner.schemas.model import ModelSpec
-from planner.schemas.plan import InventoryRef, ModelRef, PrecisionOut
+from planner.schemas.plan import InventoryRef, MachineOut, ModelRef, PrecisionOut
 from planner.schemas.precision import PrecisionMix
 
 
@@ -17,18 +17,29 @@ def _digest(data: object) -> str:
     return "sha256:" + hashlib.sha256(text.encode("ascii")).hexdigest()
 
 
-def build_model_ref(model: ModelSpec) -> ModelRef:
-    """The model's name, origin and the digest of everything its accounting reads."""
-    canonical = model.model_dump(mode="json", exclude={"name", "source", "origin"})
+def build_model_digest(model: ModelSpec) -> str:
+    """The digest of everything the model's accounting reads (not its name or where it came from)."""
+    return _digest(model.model_dump(mode="json", exclude={"name", "source", "origin"}))
+
+
+def build_model_ref(model: ModelSpec, hf_repo: str | None = None) -> ModelRef:
+    """The model's name, origin, repository id and digest."""
     return ModelRef(name=model.name, kind=model.origin, path=None if model.origin == "catalog" else model.source,
-                    digest=_digest(canonical))
+                    hf_repo=hf_repo, digest=build_model_digest(model))
+
+
+def build_inventory_digest(cluster: Cluster) -> str:
+    """The digest of the resolved cluster: devices, their figures and budgets, links. Addresses
+    and ports say where machines are, not what they hold, and leave it alone."""
+    return _digest(cluster.model_dump(mode="json", exclude={"source": True, "nodes": {"__all__": {"address", "ports"}}}))
 
 
 def build_inventory_ref(cluster: Cluster) -> InventoryRef:
     """The inventory's name, path and the digest of the resolved cluster (devices, figures, links)."""
-    canonical = cluster.model_dump(mode="json", exclude={"source"})
-    return InventoryRef(name=cluster.name, path=cluster.source, digest=_digest(canonical), nodes=len(cluster.nodes),
-                        devices=len(cluster.devices))
+    machines = [MachineOut(name=n.name, address=n.address, api_port=n.ports.api, rendezvous_port=n.ports.rendezvous,
+                           rpc_port=n.ports.rpc) for n in cluster.nodes]
+    return InventoryRef(name=cluster.name, path=cluster.source, digest=build_inventory_digest(cluster), nodes=len(cluster.nodes),
+                        devices=len(cluster.devices), machines=machines)
 
 
 def build_precision_out(mix: PrecisionMix) -> PrecisionOut:

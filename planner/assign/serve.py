@@ -88,7 +88,7 @@ def _replica(candidates: CandidateSet, r: int, recipe: Recipe, stage_ids: list[l
         parts = [round(m.weights_bytes), round(m.kv_cache_bytes), round(m.activations_bytes), round(m.overhead_bytes)]
         memory = DeviceMemoryOut(weights_bytes=parts[0], kv_cache_bytes=parts[1], activations_bytes=parts[2],
                                  overhead_bytes=parts[3], total_bytes=sum(parts), capacity_bytes=round(stage.capacity_bytes))
-        outs = [DeviceOut(id=i, node=devices[i].node, type=devices[i].spec.id, memory=memory) for i in ids]
+        outs = [DeviceOut(id=i, node=devices[i].node, index=devices[i].index, type=devices[i].spec.id, memory=memory) for i in ids]
         stages.append(StageOut(
             index=k, layers=(stage.first_layer, stage.last_layer_exclusive), tensor_parallel_size=stage.unit.tp,
             holds_embedding=k == 0, holds_lm_head=k == last, decode_step_s=round(recipe.speed.stage_seconds[k], 6),

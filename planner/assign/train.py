@@ -61,7 +61,7 @@ def build_train_plan(candidates: TrainingCandidates, choice: TrainingChoice, clu
             first, last = layout.memory.devices[k].layers
             outs.append(TrainStageOut(
                 index=k, layers=(first, last), holds_embedding=k == 0, holds_lm_head=k == layout.pp - 1,
-                devices=[TrainDeviceOut(id=i, node=devices[i].node, type=devices[i].spec.id, memory=memory) for i in ids],
+                devices=[TrainDeviceOut(id=i, node=devices[i].node, index=devices[i].index, type=devices[i].spec.id, memory=memory) for i in ids],
             ))
         ranks.append(TrainRankOut(index=r, stages=outs))
     used = {d.id for rank in ranks for stage in rank.stages for d in stage.devices}

@@ -40,7 +40,7 @@ from planner.estimate.shards import check_layer_split
 from planner.estimate.zero import check_zero_layout
 from planner.explain import explain_binding, explain_changes
 from planner.loaders.calibration import load_calibration
-from planner.loaders.catalog import load_model
+from planner.loaders.catalog import hf_repo_of, load_model
 from planner.loaders.formats import load_kv_formats, load_weight_formats
 from planner.loaders.hardware import load_hardware_catalog
 from planner.loaders.inventory import load_inventory
@@ -130,7 +130,7 @@ def run_deploy(args: DeployArgs) -> DeployResult:
         _check_prices(cluster)
     engine, mix, engine_ref = resolve_engine(args, cluster, model)
     request = _typed(ServePlanRequest,
-        model=build_model_ref(model), precision=build_precision_out(mix), engine=engine_ref, users=args.users, context=context,
+        model=build_model_ref(model, hf_repo_of(model)), precision=build_precision_out(mix), engine=engine_ref, users=args.users, context=context,
         prompt_tokens=args.prompt_tokens, prefill_chunk=args.prefill_chunk, max_sequences=args.max_sequences,
         min_tokens_per_s=args.min_tokens_per_s, objective=args.objective, gpu_memory_utilization=args.gpu_memory_utilization,
         kv_cache_memory_bytes=args.kv_cache_memory_bytes, enforce_eager=args.enforce_eager, block_size=args.block_size,
@@ -182,7 +182,7 @@ def _run_train(args: DeployArgs, cluster: Cluster, model: ModelSpec, start: floa
             raise InputError(problem, field="--offload")
     engine, mix, engine_ref = resolve_engine(args, cluster, model)
     request = _typed(TrainPlanRequest,
-        model=build_model_ref(model), precision=build_precision_out(mix), engine=engine_ref,
+        model=build_model_ref(model, hf_repo_of(model)), precision=build_precision_out(mix), engine=engine_ref,
         global_batch_size=args.global_batch_size,
         micro_batch_size=args.micro_batch_size, sequence_length=sequence, optimizer=args.optimizer,
         mixed_precision=not args.fp32_training, recompute=args.recompute, zero_stage=args.zero_stage, offload=args.offload,

@@ -48,6 +48,11 @@ def find_catalog_entry(name: str) -> ModelCatalogEntry:
     return load_model_catalog()[names[key]][0]
 
 
+def hf_repo_of(model: ModelSpec) -> str | None:
+    """The Hugging Face repository of a catalog model (None for a config or checkpoint)."""
+    return find_catalog_entry(model.name).hf_repo if model.origin == "catalog" else None
+
+
 def load_catalog_model(name: str) -> ModelSpec:
     """The ModelSpec of a catalog model."""
     entry = find_catalog_entry(name)

@@ -24,6 +24,7 @@ from planner.schemas.inventory import (
     NetworkLink,
     Node,
     NodeEntry,
+    Ports,
 )
 from planner.units import GB, GiB
 
@@ -102,6 +103,18 @@ def _node_names(entries: list[NodeEntry], located: Located) -> list[list[str]]:
     return names
 
 
+def _check_addresses(nodes: list[Node], inventory: InventoryFile, located: Located) -> None:
+    seen: dict[str, str] = {}
+    for node in nodes:
+        if node.address is None:
+            continue
+        if node.address.lower() in seen:
+            index = next(i for i, e in enumerate(inventory.nodes) if node.name == e.name or node.name.startswith(e.name + "-"))
+            raise located.error(("nodes", index, "address"), f"address {node.address} is given to both "
+                                f"{seen[node.address.lower()]} and {node.name}")
+        seen[node.address.lower()] = node.name
+
+
 def build_cluster(located: Located) -> Cluster:
     """Validate parsed inventory data and resolve it into a Cluster."""
     if not isinstance(located.data, dict):
@@ -136,7 +149,9 @@ def build_cluster(located: Located) -> Cluster:
             interconnect = find_link(entry.interconnect or default_link, scope="intra-node")
         except InputError as err:
             raise located.error(("nodes", i, "interconnect"), err.detail, err.suggestion) from None
-        for name in names[i]:
+        addresses = [entry.address] if isinstance(entry.address, str) else (entry.address or [None] * len(names[i]))
+        ports = Ports(**entry.ports.model_dump()) if entry.ports else Ports()
+        for name, address in zip(names[i], addresses):
             devices: list[Device] = []
             for spec, device, j in specs:
                 usable = _usable_bytes(spec, device, entry, located, ("nodes", i, "devices", j))
@@ -148,7 +163,9 @@ def build_cluster(located: Located) -> Cluster:
                         memory_bytes=int(spec.memory_gib * GiB), usable_bytes=usable, price_usd=price,
                     ))
             host = int(entry.host_memory_gb * GB) if entry.host_memory_gb else None
-            nodes.append(Node(name=name, devices=tuple(devices), interconnect=interconnect, host_memory_bytes=host))
+            nodes.append(Node(name=name, devices=tuple(devices), interconnect=interconnect, host_memory_bytes=host,
+                              address=address, ports=ports))
+    _check_addresses(nodes, inventory, located)
     links = _build_links(inventory, [n for group in names for n in group], located)
     return Cluster(name=inventory.name, nodes=tuple(nodes), links=tuple(links), source=located.file)
 

@@ -6,6 +6,7 @@ inventory`. The resolved Cluster has one Device per physical device, with its ca
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
@@ -72,6 +73,18 @@ class DeviceEntry(MemoryOverrides):
         return self
 
 
+_ADDRESS = r"^[A-Za-z0-9][A-Za-z0-9.\-:]*$"  # a host name, an IPv4 or an IPv6 address
+
+
+class PortsEntry(_File):
+    """Ports a node's launches use; an export takes the engine's usual port for any left out."""
+
+    api: int | None = Field(None, ge=1, le=65535, description="HTTP port of the server a replica answers on.")
+    rendezvous: int | None = Field(None, ge=1, le=65535, description="Port the first node of a multi-node launch listens on "
+                                   "for the others (vLLM --master-port, SGLang --dist-init-addr, torchrun --master_port).")
+    rpc: int | None = Field(None, ge=1, le=65535, description="llama.cpp rpc-server port on a machine that lends its devices.")
+
+
 class NodeEntry(MemoryOverrides):
     """A machine (or `count` identical machines) with its devices and internal interconnect."""
 
@@ -83,6 +96,19 @@ class NodeEntry(MemoryOverrides):
         "Default: pcie-4, or unified for a single unified-memory device."
     )
     host_memory_gb: float | None = Field(None, ge=MIN_MEMORY_GB, le=MAX_MEMORY_GB, description="CPU RAM for offloaded states, GB.")
+    address: str | list[str] | None = Field(None, description="Host name or IP the other nodes and ops reach this machine at "
+                                            "(a list of `count` addresses for counted machines); exports use it.")
+    ports: PortsEntry | None = Field(None, description="Ports its launches use (api, rendezvous, rpc).")
+
+    @model_validator(mode="after")
+    def _check_address(self) -> "NodeEntry":
+        given = [self.address] if isinstance(self.address, str) else (self.address or [])
+        if isinstance(self.address, list) and len(self.address) != self.count:
+            raise ValueError(f"address lists {len(self.address)} addresses for {self.count} machines; give one per machine")
+        for value in given:
+            if not re.match(_ADDRESS, value) or len(value) > 253:
+                raise ValueError(f"address {value!r} is not a host name or an IP address")
+        return self
 
 
 class LinkEntry(_File):
@@ -131,6 +157,14 @@ class Device(_Resolved):
     price_usd: float | None = Field(None, description="Price per device, from the inventory or the catalog.")
 
 
+class Ports(_Resolved):
+    """Ports a node's launches use (None: the engine's usual one)."""
+
+    api: int | None = None
+    rendezvous: int | None = None
+    rpc: int | None = None
+
+
 class Node(_Resolved):
     """One machine."""
 
@@ -138,6 +172,8 @@ class Node(_Resolved):
     devices: tuple[Device, ...]
     interconnect: LinkSpec
     host_memory_bytes: int | None = None
+    address: str | None = None
+    ports: Ports = Ports()
 
 
 class NetworkLink(_Resolved):

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from planner.schemas.serving import ServeRequest
 from planner.schemas.training import TrainRequest
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 
 
 class SolveStatus(str, Enum):
@@ -39,6 +39,7 @@ class ModelRef(_Out):
     name: str = Field(description="Catalog id, or the name of the config or checkpoint.")
     kind: Literal["catalog", "config", "checkpoint"] = Field(description="Where the model came from.")
     path: str | None = Field(None, description="The config.json or checkpoint read (not for catalog models).")
+    hf_repo: str | None = Field(None, description="Hugging Face repository id (catalog models); exports load the model by it unless given --model-path.")
     digest: str = Field(pattern=r"^sha256:[0-9a-f]{64}$", description="sha256 of the model's canonical accounting inputs "
                         "(its architecture and, for a checkpoint, every tensor header); equal digests, equal model.")
 
@@ -77,6 +78,16 @@ class TrainPlanRequest(TrainRequest):
     engine: EngineRef = Field(description="The training engine.")
 
 
+class MachineOut(_Out):
+    """A machine of the inventory, with where exports reach it."""
+
+    name: str = Field(description="Node name (after count expansion).")
+    address: str | None = Field(description="Host name or IP from the inventory (null: exports use a placeholder the run-book lists).")
+    api_port: int | None = Field(description="Inventory ports.api (null: the engine's usual port).")
+    rendezvous_port: int | None = Field(description="Inventory ports.rendezvous (null: the engine's usual port).")
+    rpc_port: int | None = Field(description="Inventory ports.rpc (null: llama.cpp's usual 50052).")
+
+
 class InventoryRef(_Out):
     """Which inventory the plan is for."""
 
@@ -86,6 +97,7 @@ class InventoryRef(_Out):
                         "(nodes, devices with their figures and budgets, links); a changed inventory changes it.")
     nodes: int = Field(ge=1, description="Machines.")
     devices: int = Field(ge=1, description="Devices.")
+    machines: list[MachineOut] = Field(description="Every machine, in inventory order.")
 
 
 class SolverOut(_Out):
@@ -122,6 +134,7 @@ class DeviceOut(_Out):
 
     id: str = Field(description="node/gpuN.")
     node: str = Field(description="Machine.")
+    index: int = Field(ge=0, description="Position within the machine (its CUDA device index, in inventory order).")
     type: str = Field(description="Hardware catalog id (or the custom device's name).")
     memory: DeviceMemoryOut = Field(description="Memory on this device.")
 
@@ -189,7 +202,7 @@ class CapacityOut(_Out):
 class ServePlan(_Out):
     """A serving plan."""
 
-    schema_version: Literal[3] = Field(SCHEMA_VERSION, description="Version of this document's schema.")
+    schema_version: Literal[4] = Field(SCHEMA_VERSION, description="Version of this document's schema.")
     mode: Literal["serve"] = Field("serve", description="A serving plan.")
     request: ServePlanRequest = Field(description="Every input that shaped the plan.")
     inventory: InventoryRef = Field(description="The inventory planned on.")
@@ -223,6 +236,7 @@ class TrainDeviceOut(_Out):
 
     id: str = Field(description="node/gpuN.")
     node: str = Field(description="Machine.")
+    index: int = Field(ge=0, description="Position within the machine (its CUDA device index, in inventory order).")
     type: str = Field(description="Hardware catalog id.")
     memory: TrainDeviceMemoryOut = Field(description="Memory on this device.")
 
@@ -273,7 +287,7 @@ class TrainPerformanceOut(_Out):
 class TrainPlan(_Out):
     """A training plan."""
 
-    schema_version: Literal[3] = Field(SCHEMA_VERSION, description="Version of this document's schema.")
+    schema_version: Literal[4] = Field(SCHEMA_VERSION, description="Version of this document's schema.")
     mode: Literal["train"] = Field("train", description="A training plan.")
     request: TrainPlanRequest = Field(description="Every input that shaped the plan.")
     inventory: InventoryRef = Field(description="The inventory planned on.")
