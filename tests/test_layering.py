@@ -11,7 +11,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "planner"
 
 # Each layer may import itself and the layers before it. Loaders and commands sit with the CLI.
 ORDER = ["errors", "units", "limits", "schemas", "estimate", "topology", "candidates", "solver", "assign", "verify", "explain",
-         "report"]
+         "report", "export"]
 INPUT_SIDE = {"loaders": {"errors", "units", "limits", "schemas", "loaders"}}
 INPUT_AND_OUTPUT = {"commands", "cli"}  # may import everything; nothing imports them but the CLI
 NOT_CODE = {"catalog", "__init__"}
@@ -71,7 +71,7 @@ def test_heavy_libraries_stay_in_their_module() -> None:
 
 
 def test_only_cli_and_loaders_touch_the_file_system() -> None:
-    allowed = {"cli", "loaders"}
+    allowed = {"cli", "loaders", "catalog"}  # catalog: data, including the scripts exports carry unchanged
     for path in PACKAGE.rglob("*.py"):
         if _layer(path) in allowed:
             continue

@@ -150,7 +150,7 @@ def memory(ctx: click.Context, **params: Any) -> None:
      "experts", "shared_experts", "users", "context", "prompt_tokens", "prefill_chunk", "max_sequences", "min_tokens_per_s",
      "objective", "gpu_memory_utilization", "kv_cache_memory_bytes", "block_size", "enforce_eager", "overhead", "runtime_reserve_gib", "time_limit", "mode", "global_batch_size", "micro_batch_size", "sequence_length",
      "optimizer", "recompute", "zero_stage", "offload", "lora_rank", "qlora", "fp32_training", "tensor_parallel_size",
-     "pipeline_parallel_size", "data_parallel_size", "layer_split", "output", "fmt")
+     "pipeline_parallel_size", "data_parallel_size", "layer_split", "output", "export", "out", "model_path", "fmt")
 @click.pass_context
 def deploy(ctx: click.Context, **params: Any) -> int:
     """Choose devices and a split (replicas, pipeline stages, tensor parallelism) and predict speed."""
@@ -162,6 +162,12 @@ def deploy(ctx: click.Context, **params: Any) -> int:
         from planner.loaders.files import check_writable
 
         check_writable(args.output)  # a bad -o fails before the run, not after it
+    if args.export_to:
+        from planner.loaders.files import check_bundle_folder
+
+        if not args.out:
+            raise click.UsageError("--export needs --out DIR")
+        check_bundle_folder(args.out)
     result = run_deploy(args)
     data = result.data
     _emit(data, args.fmt, result.text)
@@ -173,7 +179,71 @@ def deploy(ctx: click.Context, **params: Any) -> int:
         from planner.loaders.files import write_text
 
         write_text(args.output, _render(data, "json" if args.output.endswith(".json") else "yaml", result.text) + "\n")
+    if args.export_to and result.exit_code == 0:
+        from planner.commands.saved import export_plan
+        from planner.loaders.files import write_bundle
+
+        bundle = export_plan(result.plan, args.export_to, model_path=args.model_path)
+        write_bundle(args.out, bundle.files)
+        _echo(f"wrote {len(bundle.files)} files for {args.export_to} to {args.out} (start with {args.out}/README.md)", err=True)
+    elif args.export_to:
+        _echo("no plan, so nothing exported", err=True)
     return result.exit_code
+
+
+# ----------------------------------------------------------------------------- plan export
+@main.command("export")
+@click.argument("plan_file", metavar="PLAN")
+@use("to", "out", "model_path", "addresses")
+def export(plan_file: str, target: str, out: str | None, model_path: str | None, inventory: str | None) -> None:
+    """Write a saved plan's launch files (commands, configs, run-book) for its engine."""
+    from planner.commands.saved import run_export
+    from planner.loaders.files import check_bundle_folder, write_bundle
+
+    out = out or f"export-{target}"
+    check_bundle_folder(out)
+    bundle = run_export(plan_file, target, model_path=model_path, inventory=inventory)
+    write_bundle(out, bundle.files)
+    _echo(f"wrote {len(bundle.files)} files for {target} to {out}:")
+    for name in bundle.files:
+        _echo(f"  {out}/{name}")
+
+
+# ----------------------------------------------------------------------------- plan check
+@main.command("check")
+@click.argument("plan_file", metavar="PLAN")
+@click.option("--inventory", required=True, metavar="FILE", help="The inventory as it is now.")
+@use("fmt")
+def check(plan_file: str, inventory: str, fmt: str) -> int:
+    """Re-verify a saved plan against the inventory as it is now: exit 0 when it holds, 1 with each violation."""
+    from planner.commands.saved import run_check
+
+    result = run_check(plan_file, inventory)
+
+    def text(data: dict) -> str:
+        head = f"{data['plan']} holds on {data['inventory']}." if data["holds"] else \
+            f"{data['plan']} does not hold on {data['inventory']}: {len(data['violations'])} violation(s)"
+        return "\n".join([head, *[f"  - {v}" for v in data["violations"]], *[f"  note: {n}" for n in data["notes"]]])
+
+    _emit(result.to_dict(), fmt, text)
+    return result.exit_code
+
+
+# ----------------------------------------------------------------------------- plan diff
+@main.command("diff")
+@click.argument("plan_a", metavar="A")
+@click.argument("plan_b", metavar="B")
+@use("fmt")
+def diff(plan_a: str, plan_b: str, fmt: str) -> int:
+    """What changed between two saved plans: exit 0 when they agree, 1 when they differ."""
+    from planner.loaders.plan import load_plan
+    from planner.report.diff import build_plan_diff
+
+    changes = build_plan_diff(load_plan(plan_a), load_plan(plan_b))
+    data = {"a": plan_a, "b": plan_b, "same": not changes, "changes": changes}
+    _emit(data, fmt, lambda d: f"{d['a']} and {d['b']} agree." if d["same"] else
+          "\n".join([f"{d['a']} -> {d['b']}: {len(d['changes'])} change(s)", *[f"  {c}" for c in d["changes"]]]))
+    return 1 if changes else 0
 
 
 # ----------------------------------------------------------------------------- plan show

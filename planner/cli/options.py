@@ -47,6 +47,7 @@ def _int(low: int, high: int) -> click.IntRange:
 
 ZERO_CHOICES = ("auto", "0", "1", "2", "3")
 FORMATS = ("table", "json", "yaml")
+EXPORT_TARGETS = ["vllm", "sglang", "llama.cpp", "exo", "mlx-lm", "deepspeed", "megatron", "kubernetes"]
 
 # name -> click.option(...). The parameter name is the field of the command's typed arguments.
 OPTIONS: dict[str, Callable[[Callable[..., Any]], Callable[..., Any]]] = {
@@ -154,6 +155,19 @@ OPTIONS: dict[str, Callable[[Callable[..., Any]], Callable[..., Any]]] = {
                         help="Output format."),
     "output": click.option("-o", "--output", "output", metavar="FILE", default=None,
                            help="Also write the plan (YAML, or JSON for *.json) here, replacing it in one step."),
+    # export
+    "to": click.option("--to", "target", required=True, type=click.Choice(EXPORT_TARGETS), metavar="TARGET",
+                       help=f"Launch files for: {', '.join(EXPORT_TARGETS)} (the plan's engine, or kubernetes for vLLM and SGLang)."),
+    "export": click.option("--export", "export_to", type=click.Choice(EXPORT_TARGETS), default=None, metavar="TARGET",
+                           help="Also write the plan's launch files for this target into --out."),
+    "out": click.option("--out", "out", metavar="DIR", default=None,
+                        help="Folder for the launch files: new, empty, or an earlier export, which is replaced in one step "
+                             "[plan export default: export-TARGET]."),
+    "model_path": click.option("--model-path", "model_path", metavar="PATH|REPO", default=None,
+                               help="What the launches load: a local path (the same on every machine) or a repository id "
+                                    "[default: the model's Hugging Face id, or the file the plan read]."),
+    "addresses": click.option("--inventory", "inventory", metavar="FILE", default=None,
+                              help="Take machine addresses, ports and custom devices from this inventory as it is now."),
 }
 
 PRECISION = ("weights", "kv_cache", "embedding", "lm_head", "attention", "dense_mlp", "experts", "shared_experts")

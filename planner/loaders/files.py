@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
 import stat
 import tempfile
 from collections.abc import Iterator
@@ -171,3 +172,59 @@ def write_text(path: str | os.PathLike[str], text: str) -> None:
         if tmp is not None:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
+
+
+EXPORT_MARK = ".plan-export"  # a folder holding this was written by `plan export` and may be replaced
+
+
+def check_bundle_folder(out_dir: str | os.PathLike[str]) -> Path:
+    """Where an export may go: a new folder, an empty one, or an earlier export (never a folder of other files)."""
+    label = os.fspath(out_dir)
+    check_path_length(label, field="--out")
+    folder = Path(label)
+    found = probe(folder)
+    if found is None:
+        if not is_folder(folder.parent if str(folder.parent) else Path(".")):
+            raise InputError(f"the folder {folder.parent} does not exist; create it first", file=label, field="--out")
+        return folder
+    if not stat.S_ISDIR(found.st_mode):
+        raise InputError(f"{_kind(found.st_mode)} is there, not a folder", file=label, field="--out")
+    entries = os.listdir(folder)
+    if entries and EXPORT_MARK not in entries:
+        raise InputError("the folder holds other files; give a new or empty folder (an earlier export is replaced)",
+                         file=label, field="--out")
+    return folder
+
+
+def write_bundle(out_dir: str | os.PathLike[str], files: dict[str, str], *, executable: tuple[str, ...] = (".sh", ".py")) -> None:
+    """Write an export's files into `out_dir` all at once: into a new folder beside it, then one
+    rename, so an interrupted export leaves the earlier one (or nothing) in place."""
+    folder = check_bundle_folder(out_dir)
+    parent = folder.parent if str(folder.parent) else Path(".")
+    staging = Path(tempfile.mkdtemp(dir=parent, prefix=f".{folder.name}.", suffix=".tmp"))
+    old: Path | None = None
+    try:
+        for rel, text in {**files, EXPORT_MARK: "written by plan export; this folder is replaced by the next export\n"}.items():
+            path = staging / rel
+            if ".." in Path(rel).parts or Path(rel).is_absolute():
+                raise InputError(f"refusing to write outside the folder: {rel}", field="--out")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding="utf-8")
+            mode = 0o777 if rel.endswith(executable) else 0o666
+            os.chmod(path, mode & ~_umask())
+        for sub in [staging, *[p for p in staging.rglob("*") if p.is_dir()]]:
+            os.chmod(sub, 0o777 & ~_umask())
+        if probe(folder) is not None:
+            old = Path(tempfile.mkdtemp(dir=parent, prefix=f".{folder.name}.", suffix=".old"))
+            os.replace(folder, old / "previous")
+        os.replace(staging, folder)
+        staging = None  # type: ignore[assignment]
+    except OSError as exc:
+        if old is not None and probe(folder) is None:
+            with contextlib.suppress(OSError):
+                os.replace(old / "previous", folder)
+        raise InputError(f"cannot write the export: {exc.strerror or exc}", file=os.fspath(out_dir), field="--out") from None
+    finally:
+        for leftover in (staging, old):
+            if leftover is not None:
+                shutil.rmtree(leftover, ignore_errors=True)

@@ -55,6 +55,9 @@ class HardwareSpec(_Frozen):
         None, gt=0, description="Total memory the driver reports to CUDA/ROCm (torch.cuda.mem_get_info), measured; engines size from it."
     )
     cuda_reported_source: str | None = Field(None, description="Where cuda_reported_gib was seen.")
+    nvml_name: str | None = Field(None, description="NVIDIA: the name the driver reports (nvidia-smi, NVML), from which GPU Feature "
+                                  "Discovery makes the node label nvidia.com/gpu.product.")
+    nvml_name_source: str | None = Field(None, description="Where nvml_name was seen (or why it is inferred).")
     ecc_reserved: bool = Field(False, description="GDDR memory whose ECC, on by default, takes a sixteenth (datacenter GDDR cards).")
     speed_class: str | None = Field(
         None, description="Speed-model class when it differs from the one derived from kind, vendor and bandwidth."
