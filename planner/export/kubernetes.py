@@ -30,6 +30,13 @@ RESOURCE = {"nvidia": "nvidia.com/gpu", "amd": "amd.com/gpu"}
 LEADER = "$(LWS_LEADER_ADDRESS)"
 
 
+class _Dumper(yaml.SafeDumper):
+    """Every object written out in full: manifests read without YAML anchors."""
+
+    def ignore_aliases(self, data: object) -> bool:
+        return True
+
+
 def gpu_product_label(spec: HardwareSpec) -> str | None:
     """The nvidia.com/gpu.product value GPU Feature Discovery gives this GPU (None when the driver's name is unknown)."""
     if spec.vendor != "nvidia" or not spec.nvml_name:
@@ -55,7 +62,7 @@ def _container(engine: str, argv: list[str], env: list[tuple[str, str]], image: 
 def _pod(container: dict, selector: dict[str, str], labels: dict[str, str]) -> dict:
     spec: dict = {"containers": [container], "volumes": [{"name": "dshm", "emptyDir": {"medium": "Memory"}}]}
     if selector:
-        spec["nodeSelector"] = dict(selector)
+        spec["nodeSelector"] = selector
     return {"metadata": {"labels": labels}, "spec": spec}
 
 
@@ -123,7 +130,7 @@ def to_kubernetes(plan: ServePlan, context: ExportContext) -> Bundle:
         rows.append(f"- `{name}`: {kind}, replicas {', '.join(map(str, replicas))}; {gpus} x {spec.name} per pod"
                     + (f", nodeSelector nvidia.com/gpu.product={label}" if label else
                        " (no GPU product label known: add a nodeSelector for your cluster)") + f"; Service `{name}`:{api}.")
-    text = "---\n".join(yaml.safe_dump(d, sort_keys=False, width=1000) for d in docs)
+    text = "---\n".join(yaml.dump(d, Dumper=_Dumper, sort_keys=False, width=1000) for d in docs)
     book = Runbook(f"Kubernetes manifests: {plan.request.model.name} on {plan.inventory.name} ({engine})",
                    plan_intro(plan, "kubernetes", f"image {image}; LeaderWorkerSet v1 (LWS v0.10)"))
     book.add("What runs where", layout_rows(plan) + ["", *rows])

@@ -6,6 +6,8 @@
   v0.10.0), with objects closed (`additionalProperties: false`) the way a strict field validation
   (kubectl's default `--validate=strict`) refuses unknown fields, plus the rules the LWS validating
   webhook adds (name is a DNS-1035 label, size >= 1, 0 <= replicas <= 1000000).
+- every kind: metadata.name present and DNS-valid; label keys/values (metadata.labels, nodeSelector,
+  matchLabels) well formed, as the API server checks them.
 - built-in kinds (Deployment, Service, ConfigMap, ...): `kubernetes-validate` strict schemas for
   Kubernetes K8S_VERSION (pip install kubernetes-validate==1.37.0; an optional test dependency).
 - anything else is a violation (unknown kind or apiVersion).
@@ -31,6 +33,8 @@ LWS_CRD = Path(__file__).resolve().parents[1] / "data" / "lws" / "leaderworkerse
 _DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")  # Service and LeaderWorkerSet names
 _DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 _DNS1035_KINDS = {"Service", "LeaderWorkerSet"}
+_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")  # and at most 63 characters
+_LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$")
 
 
 def _close(node):
@@ -69,8 +73,8 @@ def _check_lws(doc: dict) -> list[str]:
     errors = sorted(_lws_validator().iter_errors(doc), key=lambda e: list(map(str, e.absolute_path)))
     found = [f"{_where(e)}: {e.message}" for e in errors]
     spec = doc.get("spec") if isinstance(doc.get("spec"), dict) else {}
-    template = spec.get("leaderWorkerTemplate") if isinstance(spec.get("leaderWorkerTemplate"), dict) else {}
-    size, replicas = template.get("size", 1), spec.get("replicas", 1)
+    template = spec.get("leaderWorkerTemplate")
+    size, replicas = template.get("size", 1) if isinstance(template, dict) else 1, spec.get("replicas", 1)
     if isinstance(size, int) and size < 1:  # webhook: "size must be equal or greater than 1"
         found.append(f"spec.leaderWorkerTemplate.size: {size} is less than 1 (LWS webhook)")
     if isinstance(replicas, int) and not 0 <= replicas <= 1_000_000:
@@ -107,6 +111,26 @@ def _check_metadata(doc: dict) -> list[str]:
     return []
 
 
+def _check_labels(node, path: str = "") -> list[str]:
+    """Label keys/values in every metadata.labels, nodeSelector and matchLabels (API-server rules)."""
+    found: list[str] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            here = f"{path}.{key}" if path else str(key)
+            if key in ("labels", "nodeSelector", "matchLabels") and isinstance(value, dict):
+                for k, v in value.items():
+                    if not isinstance(k, str) or not _LABEL_KEY.match(k) or len(k.split("/")[-1]) > 63:
+                        found.append(f"{here}: {k!r} is not a valid label key")
+                    if isinstance(v, str) and (len(v) > 63 or not _LABEL_VALUE.match(v)):
+                        found.append(f"{here}.{k}: {v!r} is not a valid label value")
+            else:
+                found += _check_labels(value, here)
+    elif isinstance(node, list):
+        for i, item in enumerate(node):
+            found += _check_labels(item, f"{path}.{i}")
+    return found
+
+
 def check_manifests(docs: list[dict]) -> list[str]:
     """All violations in `docs`, each prefixed with `<index> <Kind>/<name>`; [] when all are valid."""
     violations: list[str] = []
@@ -114,19 +138,17 @@ def check_manifests(docs: list[dict]) -> list[str]:
         if not isinstance(doc, dict):
             violations.append(f"[{index}]: document is a {type(doc).__name__}, not a mapping")
             continue
-        kind, api_version = doc.get("kind"), doc.get("apiVersion")
-        name = (doc.get("metadata") or {}).get("name") if isinstance(doc.get("metadata"), dict) else None
-        label = f"[{index}] {kind}/{name}"
+        kind, api_version, metadata = doc.get("kind"), doc.get("apiVersion"), doc.get("metadata")
+        label = f"[{index}] {kind}/{metadata.get('name') if isinstance(metadata, dict) else None}"
         if not isinstance(kind, str) or not isinstance(api_version, str):
             violations.append(f"{label}: apiVersion and kind must both be strings")
             continue
-        if kind == "LeaderWorkerSet":
-            if api_version != LWS_API_VERSION:
-                found = [f"apiVersion: {api_version!r}, expected {LWS_API_VERSION!r}"]
-            else:
-                found = _check_lws(doc)
+        if kind == "LeaderWorkerSet" and api_version != LWS_API_VERSION:
+            found = [f"apiVersion: {api_version!r}, expected {LWS_API_VERSION!r}"]
+        elif kind == "LeaderWorkerSet":
+            found = _check_lws(doc)
         else:  # kubernetes-validate's schemas pin apiVersion and kind with enums
             found = _check_builtin(doc)
-        found += _check_metadata(doc)
+        found += _check_metadata(doc) + _check_labels(doc)
         violations.extend(f"{label}: {v}" for v in found)
     return violations

@@ -224,12 +224,16 @@ class VllmMemory:
 
     def capacity_bytes(self, device: Device, settings: EngineSettings) -> float:
         """The share a worker requests: ceil(T x gpu_memory_utilization); with
-        --kv-cache-memory-bytes the share is ignored and the device must hold it all in what is free."""
+        --kv-cache-memory-bytes the share is ignored and the device must hold it all in what is free.
+        vLLM refuses to start when less than the share is free (v1/worker/gpu_worker.py: "Free
+        memory on device ... is less than desired GPU memory utilization"): a share larger than
+        what memory held elsewhere leaves is capped at that, so the shortfall shows."""
         total = cuda_total_bytes(device.spec, device.memory_bytes)
+        free = total - (device.memory_bytes - device.usable_bytes) - CONTEXT_BYTES
         if settings.kv_cache_memory_bytes is not None:
-            return total - (device.memory_bytes - device.usable_bytes) - CONTEXT_BYTES
+            return free
         assert settings.memory_fraction is not None
-        return float(math.ceil(total * settings.memory_fraction))
+        return float(min(math.ceil(total * settings.memory_fraction), free))
 
     # ---------------------------------------------------------------- the profile run
 

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# replica 0, node-rank 0 of 2: run on hgx-1.
+# vLLM 0.33.0.
+set -euo pipefail
+
+export CUDA_VISIBLE_DEVICES=0,1,2,3,4,5,6,7
+export VLLM_PP_LAYER_PARTITION=42,38
+
+exec vllm serve meta-llama/Llama-3.1-70B --tensor-parallel-size 8 --pipeline-parallel-size 2 \
+  --max-model-len 8192 --max-num-seqs 1024 --max-num-batched-tokens 8192 --block-size 16 \
+  --gpu-memory-utilization 0.92 --kv-cache-dtype bfloat16 --dtype bfloat16 --nnodes 2 --node-rank 0 \
+  --master-addr 10.0.0.1 --master-port 29501 --host 0.0.0.0 --port 8000
