@@ -369,3 +369,98 @@ def test_the_manifest_checks_catch_a_broken_manifest(plans: dict[str, Path], tmp
     docs[0]["spec"]["leaderWorkerTemplate"]["restartPolicy"] = "Bogus"
     problems = check_manifests(docs)
     assert any("size" in p for p in problems) and any("Bogus" in p for p in problems)
+
+
+# ----------------------------------------------------------------------------- exo's API, played back
+
+def _exo_instance(node_ids: list[str], layers: list[tuple[int, int]], n_layers: int) -> dict:
+    """An instance as exo's API serialises it (camelCase aliases, tagged unions: src/exo/shared/types/worker/)."""
+    runners = {f"runner-{i}": {"PipelineShardMetadata": {"modelCard": {"modelId": "m"}, "deviceRank": i,
+                                                         "worldSize": len(node_ids), "startLayer": a, "endLayer": b,
+                                                         "nLayers": n_layers}}
+               for i, (a, b) in enumerate(layers)}
+    return {"MlxRingInstance": {"instanceId": "i-1", "shardAssignments": {
+        "modelId": "m", "runnerToShard": runners, "nodeToRunner": {n: f"runner-{i}" for i, n in enumerate(node_ids)}},
+        "hostsByNode": {}, "ephemeralPort": 50000}}
+
+
+def _serve_exo(order: list[str], n_layers: int):
+    import http.server
+    import json
+    import threading
+
+    posted: list[dict] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def log_message(self, *args):  # quiet
+            pass
+
+        def _send(self, body: object) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def do_GET(self):
+            if self.path == "/node_id":
+                self._send("node-a")  # every "machine" is this one server; the plan's order decides below
+            elif self.path.startswith("/instance/previews"):
+                half = n_layers // 2
+                self._send({"previews": [
+                    {"model_id": "m", "sharding": "Tensor", "instance_meta": "MlxRing", "instance": None, "error": "no"},
+                    {"model_id": "m", "sharding": "Pipeline", "instance_meta": "MlxRing",
+                     "instance": _exo_instance(order, [(0, half), (half, n_layers)], n_layers)}]})
+            elif self.path.startswith("/instance/await"):
+                self._send({"ready": True})
+
+        def do_POST(self):
+            posted.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+            self._send({"ok": True})
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, posted
+
+
+def test_the_exo_script_creates_the_planned_instance_through_exos_api(plans: dict[str, Path], tmp_path: Path) -> None:
+    import json
+    import subprocess
+    import sys
+
+    out = tmp_path / "out"
+    _export(plans, BY_NAME["exo-405b"], out)
+    spec_path = out / "replica-0" / "instance.json"
+    spec = json.loads(spec_path.read_text())
+    # Two machines on one test server: give them distinct node ids through their addresses.
+    server, posted = _serve_exo(["node-a", "node-b"], spec["n_layers"])
+    port = server.server_address[1]
+    spec["nodes"][0]["address"], spec["nodes"][1]["address"] = "127.0.0.1", "localhost"
+    spec["api_port"] = port
+    spec["nodes"][0]["start_layer"], spec["nodes"][0]["end_layer"] = 0, 70  # the plan's ranges, not exo's 63/63
+    spec["nodes"][1]["start_layer"], spec["nodes"][1]["end_layer"] = 70, 126
+    spec_path.write_text(json.dumps(spec))
+    script = out / "create_instance.py"
+    patched = tmp_path / "create_instance.py"
+    # node ids by address: the test server answers node-a to 127.0.0.1 and node-b to localhost
+    patched.write_text(script.read_text().replace(
+        'node_id = json.loads(call(f"http://{node[\'address\']}:{port}/node_id"))',
+        'node_id = {"127.0.0.1": "node-a", "localhost": "node-b"}[node["address"]]'))
+    try:
+        run = subprocess.run([sys.executable, str(patched), str(spec_path), "--api", f"http://127.0.0.1:{port}"],
+                             capture_output=True, text=True, timeout=60)
+        assert run.returncode == 0, run.stderr
+        (instance,) = [p["instance"] for p in posted]
+        shards = instance["MlxRingInstance"]["shardAssignments"]["runnerToShard"]
+        got = {r: (s["PipelineShardMetadata"]["startLayer"], s["PipelineShardMetadata"]["endLayer"]) for r, s in shards.items()}
+        assert got == {"runner-0": (0, 70), "runner-1": (70, 126)}
+        # exo ranking the machines the other way round: the script stops and creates nothing
+        posted.clear()
+        spec["nodes"].reverse()
+        spec_path.write_text(json.dumps(spec))
+        run = subprocess.run([sys.executable, str(patched), str(spec_path), "--api", f"http://127.0.0.1:{port}"],
+                             capture_output=True, text=True, timeout=60)
+        assert run.returncode != 0 and "exo ranks the machines" in run.stderr and not posted
+    finally:
+        server.shutdown()

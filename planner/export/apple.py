@@ -104,6 +104,14 @@ def to_exo(plan: ServePlan, context: ExportContext) -> Bundle:
         "(src/exo/master: 'TODO: validate against topology'): the plan's per-node figures are the check.",
         "", *placeholder_lines(placeholders)])
     book.add("Steps, in order", steps)
+    book.add("The same by hand", [
+        f"1. `curl http://ADDR:{EXO_PORT}/node_id` on each machine of a replica.",
+        f"2. `curl 'http://ADDR:{EXO_PORT}/instance/previews?model_id=MODEL&node_ids=ID1&node_ids=ID2'`: take the preview "
+        "whose `sharding` and `instance_meta` are the instance.json's and whose `nodeToRunner` has exactly those ids.",
+        "3. In its `instance`, set each runner's `startLayer`/`endLayer` (under `shardAssignments.runnerToShard`) to the "
+        "instance.json range of that runner's node.",
+        f"4. `curl -X POST http://ADDR:{EXO_PORT}/instance -H 'Content-Type: application/json' -d '{{\"instance\": ...}}'`, "
+        f"then `curl 'http://ADDR:{EXO_PORT}/instance/await?model_id=MODEL&timeout_seconds=300'`."])
     book.add("Ports", [f"- exo API and OpenAI-compatible chat: {EXO_PORT} on every machine."])
     book.add("Health checks", [f"- `curl http://ADDR:{EXO_PORT}/instance/await?model_id=MODEL&timeout_seconds=300` streams until "
                                "the instance is ready; `curl http://ADDR:{EXO_PORT}/state` shows each runner's status."
