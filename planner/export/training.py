@@ -232,7 +232,8 @@ def to_megatron(plan: ServePlan | TrainPlan, context: ExportContext) -> Bundle:
     model_arg, placeholders = model_reference(plan, context)
     placeholders |= address_placeholders([head]) | {
         "DATA_PATH": "the Megatron-preprocessed dataset prefix (tools/preprocess_data.py)",
-        "TRAIN_ITERS": "optimizer steps to run", "LR": "peak learning rate", "SAVE_DIR": "checkpoint directory"}
+        "TRAIN_ITERS": "optimizer steps to run", "LR": "peak learning rate", "SAVE_DIR": "checkpoint directory",
+        "SAVE_INTERVAL": "optimizer steps between checkpoints (Megatron requires it with --save)"}
     model_flags = [str(lay.sequence_length) if f == "SEQ" else f for f in megatron_model_flags(context)]
     flags = ["--tensor-model-parallel-size", str(tp), "--pipeline-model-parallel-size", str(pp)]
     layout = megatron_layout([s.layers[1] - s.layers[0] for s in plan.ranks[0].stages]) if pp > 1 else None
@@ -253,7 +254,7 @@ def to_megatron(plan: ServePlan | TrainPlan, context: ExportContext) -> Bundle:
         flags.append(f"--{half}")
     flags += ["--tokenizer-type", "HuggingFaceTokenizer", "--tokenizer-model", model_arg,
               "--data-path", placeholder("DATA_PATH"), "--train-iters", placeholder("TRAIN_ITERS"),
-              "--lr", placeholder("LR"), "--save", placeholder("SAVE_DIR")]
+              "--lr", placeholder("LR"), "--save", placeholder("SAVE_DIR"), "--save-interval", placeholder("SAVE_INTERVAL")]
     env = [("CUDA_DEVICE_MAX_CONNECTIONS", "1")] if tp > 1 else []
     files: dict[str, str] = {}
     launches: list[Launch] = []

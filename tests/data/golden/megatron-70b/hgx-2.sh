@@ -5,6 +5,7 @@ set -euo pipefail
 : "${DATA_PATH:?set DATA_PATH: the Megatron-preprocessed dataset prefix (tools/preprocess_data.py)}"
 : "${LR:?set LR: peak learning rate}"
 : "${SAVE_DIR:?set SAVE_DIR: checkpoint directory}"
+: "${SAVE_INTERVAL:?set SAVE_INTERVAL: optimizer steps between checkpoints (Megatron requires it with --save)}"
 : "${TRAIN_ITERS:?set TRAIN_ITERS: optimizer steps to run}"
 
 export CUDA_VISIBLE_DEVICES=0,1,2,3,4,5,6,7
@@ -17,4 +18,5 @@ exec torchrun --nproc_per_node 8 --nnodes 2 --node_rank 1 --master_addr 10.0.0.1
   --ffn-hidden-size 28672 --group-query-attention --num-query-groups 8 --position-embedding-type rope \
   --normalization RMSNorm --swiglu --untie-embeddings-and-output-weights --disable-bias-linear \
   --bf16 --tokenizer-type HuggingFaceTokenizer --tokenizer-model meta-llama/Llama-3.1-70B \
-  --data-path "${DATA_PATH}" --train-iters "${TRAIN_ITERS}" --lr "${LR}" --save "${SAVE_DIR}"
+  --data-path "${DATA_PATH}" --train-iters "${TRAIN_ITERS}" --lr "${LR}" --save "${SAVE_DIR}" \
+  --save-interval "${SAVE_INTERVAL}"
