@@ -106,7 +106,7 @@ def test_addresses_from_the_inventory_replace_placeholders(plans: dict[str, Path
 def test_placeholders_are_listed_and_guarded(plans: dict[str, Path], tmp_path: Path) -> None:
     files = _export(plans, BY_NAME["llamacpp-gpu-and-mac"], tmp_path / "out")
     server = files["replica-0/gpu-box-server.sh"]
-    assert ': "${MODEL_GGUF:?set MODEL_GGUF' in server and ': "${STUDIO_ADDR:?' in server
+    assert '[ -n "${MODEL_GGUF:-}" ] || { echo \'set MODEL_GGUF: ' in server and '[ -n "${STUDIO_ADDR:-}" ]' in server
     assert "| `STUDIO_ADDR` |" in files["README.md"] and "| `MODEL_GGUF` |" in files["README.md"]
     assert "never run it on an open network" in files["replica-0/studio-rpc-0.sh"]
 
@@ -412,8 +412,10 @@ def _serve_exo(order: list[str], n_layers: int):
                     {"model_id": "m", "sharding": "Tensor", "instance_meta": "MlxRing", "instance": None, "error": "no"},
                     {"model_id": "m", "sharding": "Pipeline", "instance_meta": "MlxRing",
                      "instance": _exo_instance(order, [(0, half), (half, n_layers)], n_layers)}]})
-            elif self.path.startswith("/instance/await"):
-                self._send({"ready": True})
+            elif self.path == "/instance/i-1" and posted:
+                self._send(posted[-1]["instance"])
+            else:
+                self.send_error(404)
 
         def do_POST(self):
             posted.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))

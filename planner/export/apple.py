@@ -18,6 +18,7 @@ from planner.export.context import (
     PortBook,
     address_of,
     address_placeholders,
+    ip_literal_of,
     machines_by_name,
     model_reference,
     require_plan,
@@ -90,7 +91,8 @@ def to_exo(plan: ServePlan, context: ExportContext) -> Bundle:
         argv = ("python3", "create_instance.py", name, "--api", f"http://{address_of(head)}:{EXO_PORT}")
         launch = Launch(head.name, f"replica {replica.index}: create the exo instance", argv, ())
         files[f"replica-{replica.index}/create.sh"] = to_script(launch, placeholders=placeholders, header=[
-            f"{launch.role} ({sharding}, {len(nodes)} machine{'s' if len(nodes) > 1 else ''}); run from this folder on any machine that reaches exo."])
+            f"{launch.role} ({sharding}, {len(nodes)} machine{'s' if len(nodes) > 1 else ''}); run from the bundle's folder "
+            "(where README.md is) on any machine that reaches exo."])
         launches.append(launch)
         steps.append(f"- Replica {replica.index}: `replica-{replica.index}/create.sh` finds each machine's exo node id, asks "
                      f"exo for a {sharding} placement over exactly these machines, sets each node's layers to the plan's "
@@ -113,9 +115,11 @@ def to_exo(plan: ServePlan, context: ExportContext) -> Bundle:
         f"4. `curl -X POST http://ADDR:{EXO_PORT}/instance -H 'Content-Type: application/json' -d '{{\"instance\": ...}}'`, "
         f"then `curl 'http://ADDR:{EXO_PORT}/instance/await?model_id=MODEL&timeout_seconds=300'`."])
     book.add("Ports", [f"- exo API and OpenAI-compatible chat: {EXO_PORT} on every machine."])
-    book.add("Health checks", [f"- `curl http://ADDR:{EXO_PORT}/instance/await?model_id=MODEL&timeout_seconds=300` streams until "
-                               "the instance is ready; `curl http://ADDR:{EXO_PORT}/state` shows each runner's status."
-                               .replace("{EXO_PORT}", str(EXO_PORT))])
+    book.add("Health checks", [f"- `curl http://ADDR:{EXO_PORT}/state` shows each runner's status; the instance serves once "
+                               f"every runner of it is ready.",
+                               f"- `curl http://ADDR:{EXO_PORT}/v1/chat/completions -H 'Content-Type: application/json' -d "
+                               "'{\"model\": \"MODEL\", \"messages\": [{\"role\": \"user\", \"content\": \"hi\"}], "
+                               "\"max_tokens\": 1}'` answers once it is loaded."])
     book.add("How to tell it is up, and that it is the plan", expectation_lines(plan, "exo"))
     files["README.md"] = book.render()
     return Bundle(target, dict(sorted(files.items())), tuple(launches))
@@ -160,8 +164,9 @@ def to_mlxlm(plan: ServePlan, context: ExportContext) -> Bundle:
             hosts = []
             for d in devices:
                 m = machines[d.node]
-                placeholders.update(address_placeholders([m]))
-                hosts.append({"ssh": m.address or m.name, "ips": [address_of(m)]})
+                ip, need = ip_literal_of(m, "mlx's ring backend connects the ranks to these")
+                placeholders.update(need)
+                hosts.append({"ssh": m.address or m.name, "ips": [ip]})
             hostfile = f"replica-{replica.index}/hosts.json"
             files[hostfile] = json.dumps(hosts, indent=2) + "\n"
             argv = ("mlx.launch", "--hostfile", hostfile, "--backend", "ring", "--",
@@ -169,7 +174,8 @@ def to_mlxlm(plan: ServePlan, context: ExportContext) -> Bundle:
         launch = Launch(head.name, f"replica {replica.index}: mlx_lm.server" + (f" over {len(devices)} Macs ({sharding})"
                                                                               if len(devices) > 1 else ""), argv)
         files[f"replica-{replica.index}/launch.sh"] = to_script(launch, placeholders=placeholders, header=[
-            f"{launch.role}; run from this folder on {head.name}" + (" (mlx.launch reaches the others over ssh)."
+            f"{launch.role}; run from the bundle's folder on {head.name}" + (" (mlx.launch reaches every rank, this one "
+                                                                           "included, over ssh)."
                                                                    if len(devices) > 1 else ".")])
         launches.append(launch)
         endpoints.append((replica.index, f"{address_of(head)}:{api}"))
@@ -177,12 +183,14 @@ def to_mlxlm(plan: ServePlan, context: ExportContext) -> Bundle:
                      f"`http://{address_of(head)}:{api}`.")
     files.update(balancer_files(endpoints))
     book = Runbook(f"mlx-lm launch: {plan.request.model.name} on {plan.inventory.name}",
-                   plan_intro(plan, "mlx-lm", "mlx_lm.server flags of mlx-lm 0.32.2"))
+                   plan_intro(plan, "mlx-lm", "mlx_lm.server flags of mlx-lm 0.32.2, the release of that commit's line"))
     book.add("What runs where", layout_rows(plan) + ["", "mlx-lm's pipeline puts the last layers on rank 0: the hostfile "
                                                      "lists the machines from the last stage to the first."])
     book.add("Before you start", [
         "- The same mlx and mlx-lm on every Mac, passwordless ssh from the launching Mac to the others, and the model "
         "(an MLX-converted repository with model.safetensors.index.json for a pipeline) at the same path on each.",
+        "- mlx.launch starts every rank over ssh, the launching Mac's own included, and runs `mlx_lm.server` at the "
+        "path it has on the launching Mac: install it at the same path on every Mac.",
         "- `ring` runs over TCP on any network; Thunderbolt 5 with RDMA (macOS 26.2+, `rdma_ctl enable`) can use "
         "`--backend jaccl`, which mlx's docs recommend for tensor parallelism.",
         "", *placeholder_lines(placeholders)])

@@ -65,7 +65,8 @@ def to_script(launch: Launch, *, placeholders: dict[str, str], header: list[str]
     used = sorted({m[2:-1] for token in (*launch.argv, *(v for _, v in launch.env)) for m in _PLACEHOLDER.findall(token)})
     out = ["#!/usr/bin/env bash", *[f"# {line}" if line else "#" for line in header], "set -euo pipefail", ""]
     for name in used:
-        out.append(f': "${{{name}:?set {name}: {placeholders.get(name, "see README.md")}}}"')
+        message = shlex.quote(f"set {name}: {placeholders.get(name, 'see README.md')}")
+        out.append(f'[ -n "${{{name}:-}}" ] || {{ echo {message} >&2; exit 2; }}')
     if used:
         out.append("")
     for key, value in launch.env:

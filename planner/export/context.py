@@ -44,6 +44,25 @@ def address_of(machine: MachineOut) -> str:
     return machine.address or placeholder(f"{var_name(machine.name)}_ADDR")
 
 
+def ip_literal_of(machine: MachineOut, purpose: str) -> tuple[str, dict[str, str]]:
+    """The machine's address when it is an IP literal, else a ${NAME_IP} placeholder (for tools
+    that take only an IP: ggml-rpc-server's bind address, mlx's ring hostfile)."""
+    if machine.address and is_ip_literal(machine.address):
+        return machine.address, {}
+    name = f"{var_name(machine.name)}_IP"
+    return placeholder(name), {name: f"the IP address of {machine.name} on the private network ({purpose})"}
+
+
+def is_ip_literal(address: str) -> bool:
+    import ipaddress
+
+    try:
+        ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return True
+
+
 def address_placeholders(machines: list[MachineOut]) -> dict[str, str]:
     """Placeholder name -> what to put there, for machines without an address."""
     return {f"{var_name(m.name)}_ADDR": f"the address of {m.name} (host name or IP the other machines reach)"

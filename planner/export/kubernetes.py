@@ -127,7 +127,8 @@ def to_kubernetes(plan: ServePlan, context: ExportContext) -> Bundle:
         docs.append({"apiVersion": "v1", "kind": "Service", "metadata": {"name": name},
                      "spec": {"selector": service_selector, "ports": [{"name": "http", "port": api, "targetPort": api}]}})
         kind = "Deployment" if nnodes == 1 else f"LeaderWorkerSet (size {nnodes})"
-        rows.append(f"- `{name}`: {kind}, replicas {', '.join(map(str, replicas))}; {gpus} x {spec.name} per pod"
+        rows.append(f"- `{name}`: {kind} with `replicas: {len(replicas)}` (the plan's replica{'s' if len(replicas) > 1 else ''} "
+                    f"{', '.join(map(str, replicas))}); {gpus} x {spec.name} per pod"
                     + (f", nodeSelector nvidia.com/gpu.product={label}" if label else
                        " (no GPU product label known: add a nodeSelector for your cluster)") + f"; Service `{name}`:{api}.")
     text = "---\n".join(yaml.dump(d, Dumper=_Dumper, sort_keys=False, width=1000) for d in docs)

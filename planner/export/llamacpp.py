@@ -13,6 +13,7 @@ from planner.export.context import (
     PortBook,
     address_of,
     address_placeholders,
+    ip_literal_of,
     machines_by_name,
     model_reference,
     require_plan,
@@ -20,7 +21,7 @@ from planner.export.context import (
 )
 from planner.export.formats import engine_kv_dtype
 from planner.export.runbook import Runbook, placeholder_lines, plan_intro
-from planner.export.serving import balancer_files, expectation_lines, layout_rows, replica_layers
+from planner.export.serving import balancer_files, expectation_lines, layout_rows, llama_cpp_pool_tokens, replica_layers
 from planner.schemas.plan import DeviceOut, ServePlan
 
 API_PORT = 8080  # llama-server --port default
@@ -85,8 +86,11 @@ def to_llamacpp(plan: ServePlan, context: ExportContext) -> Bundle:
             machine = machines[device.node]
             placeholders.update(address_placeholders([machine]))
             port = ports.take(machine, "rpc", RPC_PORT)
-            argv = ("ggml-rpc-server", "-H", address_of(machine), "-p", str(port), "-d", _device_name(device, context), "-c")
-            launch = Launch(machine.name, f"replica {replica.index}: lends {device.id} to {host.name}", argv)
+            bind, need = ip_literal_of(machine, "ggml-rpc-server binds only to an IPv4 literal, tools/rpc")
+            placeholders.update(need)
+            argv = ("ggml-rpc-server", "-H", bind, "-p", str(port), "-d", _device_name(device, context), "-c")
+            launch = Launch(machine.name, f"replica {replica.index}: lends {device.id} to {host.name}", argv,
+                            (("CUDA_DEVICE_ORDER", "PCI_BUS_ID"),) if context.hardware[device.type].vendor == "nvidia" else ())
             files[f"replica-{replica.index}/{machine.name}-rpc-{device.index}.sh"] = to_script(
                 launch, placeholders=placeholders, header=[launch.role + ".", RPC_WARNING])
             launches.append(launch)
@@ -101,10 +105,12 @@ def to_llamacpp(plan: ServePlan, context: ExportContext) -> Bundle:
         split = ",".join(f"{w:g}" for w in tensor_split_weights(layers))
         argv += ["--device", ",".join(names), "--split-mode", "layer", "--tensor-split", split,
                  "--n-gpu-layers", str(sum(layers) + 1), "--fit", "off",
-                 "--ctx-size", str(e.context_tokens * e.max_sequences), "--parallel", str(e.max_sequences),
+                 "--ctx-size", str(llama_cpp_pool_tokens(replica)), "--parallel", str(e.max_sequences), "--kv-unified",
                  "--batch-size", str(max(2048, e.batch_tokens)), "--ubatch-size", str(e.batch_tokens),
                  "--cache-type-k", kv, "--cache-type-v", kv, "--flash-attn", "on", "--host", "0.0.0.0", "--port", str(api)]
-        launch = Launch(host.name, f"replica {replica.index}: llama-server", tuple(argv))
+        nvidia = any(context.hardware[d.type].vendor == "nvidia" for d in devices if d.node == host.name)
+        launch = Launch(host.name, f"replica {replica.index}: llama-server", tuple(argv),
+                        (("CUDA_DEVICE_ORDER", "PCI_BUS_ID"),) if nvidia else ())
         files[f"replica-{replica.index}/{host.name}-server.sh"] = to_script(
             launch, placeholders=placeholders, header=[f"{launch.role} on {host.name}.", f"llama.cpp {plan.request.engine.version}.",
                                                         f"Device order {','.join(names)} holds layers {layers} (+ output on the last)."])
@@ -125,7 +131,9 @@ def to_llamacpp(plan: ServePlan, context: ExportContext) -> Bundle:
         "tensors over the network, `-c` caches them locally).",
         *([f"- {RPC_WARNING}"] if rpc_used else []),
         "", *placeholder_lines(placeholders)])
-    book.add("Steps, in order", steps + (["- Then the load balancer in `load-balancer/` (nginx)."] if len(endpoints) > 1 else []))
+    book.add("Steps, in order", steps + (["- Then the load balancer in `load-balancer/` (nginx)."] if len(endpoints) > 1 else [])
+             + ["- `CUDA_DEVICE_ORDER=PCI_BUS_ID` makes CUDA<i> the inventory's (nvidia-smi's) device i; CUDA's own default "
+                "order is fastest first."])
     book.add("Ports", [f"- API: {ep} (replica {i})" for i, ep in endpoints]
              + (["- rpc servers: the port in each `*-rpc-*.sh`; only the server machine needs to reach them."] if rpc_used else []))
     book.add("Health checks", ["- `curl -fsS http://ADDR:PORT/health` returns `{\"status\":\"ok\"}` once the model is loaded.",

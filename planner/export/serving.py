@@ -34,13 +34,35 @@ def expectation_lines(plan: ServePlan, engine: str) -> list[str]:
             lines.append(f"- Replica {r.index} logs `max_total_num_tokens={r.kv_cache_tokens}` (within a few percent) and "
                          f"`max_running_requests={r.engine.max_sequences}`.")
         elif engine == "llama.cpp":
-            lines.append(f"- Replica {r.index} logs `n_ctx = {r.kv_cache_tokens}` over {r.engine.max_sequences} slots of "
-                         f"`n_ctx_seq = {ctx}`; each device's `CUDA<i> KV buffer size` follows its layers.")
+            pool = llama_cpp_pool_tokens(r)
+            lines.append(f"- Replica {r.index} logs `llama_context: n_ctx = {pool}` and `n_slots = {r.engine.max_sequences}, "
+                         f"n_ctx_slot = {pool}, kv_unified = 'true'`: one pool of {pool:,} tokens ({r.users} x {ctx:,}) shared "
+                         f"by the slots; the devices have room for up to {r.kv_cache_tokens:,}. Each device's KV buffer "
+                         f"(`CUDA0 KV buffer size`, `RPC0[host:port] KV buffer size`) follows its layers.")
         else:
             lines.append(f"- Replica {r.index} answers requests of up to {ctx:,} tokens for {r.users} users.")
         lines.append(f"  Expected: {r.decode_tokens_per_s_per_user:.1f} tokens/s per user with {r.users} users decoding, "
                      f"{r.time_to_first_token_s:.2f} s to the first token.")
     return lines
+
+
+def llama_cpp_pool_tokens(replica: ReplicaOut) -> int:
+    """-c of a llama.cpp replica: one unified pool of users x context cells, padded to 256 as
+    llama.cpp pads n_ctx (src/llama-context.cpp), the KV the plan counted."""
+    cells = replica.users * replica.engine.context_tokens
+    return -(-cells // 256) * 256
+
+
+BALANCER_PORT = 8090
+
+
+def balancer_port(endpoints: list[tuple[int, str]]) -> int:
+    """A port for the load balancer that no replica listens on."""
+    used = {int(ep.rsplit(":", 1)[1]) for _, ep in endpoints}
+    port = BALANCER_PORT
+    while port in used:
+        port += 1
+    return port
 
 
 def balancer_files(endpoints: list[tuple[int, str]]) -> dict[str, str]:
@@ -49,11 +71,13 @@ def balancer_files(endpoints: list[tuple[int, str]]) -> dict[str, str]:
         return {}
     servers = "\n".join(f"    server {ep};  # replica {i}" for i, ep in endpoints)
     template = "${" in servers
-    run = ("# envsubst < load-balancer/nginx.conf.template > nginx.conf && nginx -c $PWD/nginx.conf  (serves :8080)\n"
-           if template else "# nginx -c $PWD/load-balancer/nginx.conf  (serves :8080)\n")
+    port = balancer_port(endpoints)
+    run = (f"# envsubst < load-balancer/nginx.conf.template > nginx.conf && nginx -p $PWD -c $PWD/nginx.conf  (serves :{port})\n"
+           if template else f"# nginx -p $PWD -c $PWD/load-balancer/nginx.conf  (serves :{port}, on any machine)\n")
     text = ("# Spreads requests over the plan's replicas; each replica is a full copy of the model.\n" + run +
-            "events {}\nhttp {\n  upstream replicas {\n    least_conn;\n" + servers + "\n  }\n"
-            "  server {\n    listen 8080;\n    location / {\n      proxy_pass http://replicas;\n"
+            "pid nginx.pid;\nerror_log stderr;\n"
+            "events {}\nhttp {\n  access_log off;\n  upstream replicas {\n    least_conn;\n" + servers + "\n  }\n"
+            f"  server {{\n    listen {port};\n    location / {{\n      proxy_pass http://replicas;\n"
             "      proxy_http_version 1.1;\n      proxy_buffering off;  # streamed tokens pass through at once\n"
             "      proxy_read_timeout 3600s;\n    }\n  }\n}\n")
     return {f"load-balancer/nginx.conf{'.template' if template else ''}": text}

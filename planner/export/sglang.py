@@ -91,7 +91,7 @@ def to_sglang(plan: ServePlan, context: ExportContext) -> Bundle:
         for rank, piece in enumerate(slices):
             argv = node_argv(base, nnodes=len(slices), rank=str(rank), head=address_of(head), dist_port=dist or 0, api_port=api)
             role = f"replica {replica.index}" + (f", node-rank {rank} of {len(slices)}" if len(slices) > 1 else "")
-            launch = Launch(piece.name, role, tuple(argv), tuple([("CUDA_VISIBLE_DEVICES", piece.visible_devices), *env]))
+            launch = Launch(piece.name, role, tuple(argv), tuple([("CUDA_DEVICE_ORDER", "PCI_BUS_ID"), ("CUDA_VISIBLE_DEVICES", piece.visible_devices), *env]))
             files[f"replica-{replica.index}/{piece.name}.sh"] = to_script(
                 launch, placeholders=placeholders, header=[f"{role}: run on {piece.name}.", f"SGLang {plan.request.engine.version}."])
             launches.append(launch)

@@ -126,8 +126,9 @@ def to_deepspeed(plan: ServePlan | TrainPlan, context: ExportContext) -> Bundle:
     config = build_deepspeed_config(plan, context)
     runs = _machine_runs(plan, _by_rank(plan, tp=1, dp=lay.data_parallel_size), target, equal=False)
     head = runs[0][0]
-    placeholders = address_placeholders([head]) | {"TRAIN_SCRIPT": "your training script, which calls "
-                                                   "deepspeed.initialize(..., config='ds_config.json')"}
+    placeholders = address_placeholders([head]) | {"TRAIN_SCRIPT": "your training script: it adds DeepSpeed's arguments "
+                                                   "(deepspeed.add_config_arguments(parser)) and calls "
+                                                   "deepspeed.initialize(args=args, model=..., model_parameters=...)"}
     hostfile = "".join(f"{m.address or m.name} slots={len(ds)}\n" for m, ds in runs)
     include = "@".join(f"{m.address or m.name}:{','.join(str(d.index) for d in ds)}" for m, ds in runs)
     argv = ("deepspeed", "--hostfile", "hostfile", "--include", include, "--master_addr", address_of(head),
@@ -152,7 +153,10 @@ def to_deepspeed(plan: ServePlan | TrainPlan, context: ExportContext) -> Bundle:
     if plan.request.lora:
         notes.append("- Adapters only: the script wraps the base model with PEFT LoRA before deepspeed.initialize.")
     book.add("Before you start", ["- DeepSpeed on every machine, passwordless ssh from the first to the others, the "
-                                  "same paths everywhere.", *notes, "", *placeholder_lines(placeholders)])
+                                  "same paths everywhere.",
+                                  "- The launcher passes `--deepspeed --deepspeed_config ds_config.json` to the script: let "
+                                  "`deepspeed.initialize(args=args, ...)` read it, and give no `config=` as well (DeepSpeed "
+                                  "refuses a config given both ways).", *notes, "", *placeholder_lines(placeholders)])
     book.add("Steps, in order", [f"- `launch.sh` on {head.name}: the launcher starts every rank over ssh (or run "
                                  "`deepspeed --no_ssh --node_rank=N ...` on each machine)."])
     book.add("Ports", [f"- torch.distributed rendezvous: {address_of(head)}:{head.rendezvous_port or MASTER_PORT}."])
@@ -263,7 +267,8 @@ def to_megatron(plan: ServePlan | TrainPlan, context: ExportContext) -> Bundle:
                 "--master_addr", address_of(head), "--master_port", str(head.rendezvous_port or MEGATRON_PORT),
                 "pretrain_gpt.py", *flags)
         launch = Launch(machine.name, f"node-rank {rank} of {len(runs)}", argv,
-                        tuple([("CUDA_VISIBLE_DEVICES", ",".join(str(d.index) for d in devices)), *env]))
+                        tuple([("CUDA_DEVICE_ORDER", "PCI_BUS_ID"), ("CUDA_VISIBLE_DEVICES", ",".join(str(d.index) for d in devices)),
+                               *env]))
         files[f"{machine.name}.sh"] = to_script(launch, placeholders=placeholders, header=[
             f"{launch.role}: run on {machine.name} from a Megatron-LM checkout ({plan.request.engine.version})."])
         launches.append(launch)

@@ -96,7 +96,7 @@ def to_vllm(plan: ServePlan, context: ExportContext) -> Bundle:
                              api_port=api, headless=rank > 0)
             role = f"replica {replica.index}" + (f", node-rank {rank} of {len(slices)}" if len(slices) > 1 else "")
             launch = Launch(piece.name, role + (" (headless)" if rank else ""), tuple(argv),
-                            tuple([("CUDA_VISIBLE_DEVICES", piece.visible_devices), *env]))
+                            tuple([("CUDA_DEVICE_ORDER", "PCI_BUS_ID"), ("CUDA_VISIBLE_DEVICES", piece.visible_devices), *env]))
             name = f"replica-{replica.index}/{piece.name}.sh"
             files[name] = to_script(launch, placeholders=placeholders,
                                     header=[f"{launch.role}: run on {piece.name}.", f"vLLM {plan.request.engine.version}."])
@@ -120,7 +120,10 @@ def to_vllm(plan: ServePlan, context: ExportContext) -> Bundle:
     book.add("Steps, in order", steps + ([f"- Then start the load balancer over the {len(endpoints)} replicas: "
                                          "`load-balancer/` (nginx) lists every server."] if len(endpoints) > 1 else []))
     book.add("Ports", [f"- API: {ep} (replica {i})" for i, ep in endpoints]
-             + ["- Multi-node replicas: the head's --master-port (in each script) must be reachable from its workers."])
+             + ["- Multi-node replicas: workers reach the head on its --master-port and on ports vLLM and NCCL open at "
+                "random (the executor's message queue): allow all TCP between the machines of a replica. On machines "
+                "with several networks, set `VLLM_HOST_IP` to each machine's address and `NCCL_SOCKET_IFNAME` to the "
+                "interface the plan's fabric uses."])
     book.add("Health checks", ["- `curl -fsS http://ADDR:PORT/health` answers 200 once the server is ready.",
                                "- `curl -fsS http://ADDR:PORT/v1/models` lists the model."])
     book.add("How to tell it is up, and that it is the plan", expectation_lines(plan, "vllm"))

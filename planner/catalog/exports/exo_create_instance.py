@@ -7,13 +7,16 @@
 3. Pipeline: each runner's startLayer/endLayer are set to the plan's range for its node. exo's
    ranks pass activations in rank order, so the plan's stage order must be exo's rank order;
    when it is not, the script stops and says so (nothing is created).
-4. POST /instance creates it; GET /instance/await streams until it is ready.
+4. POST /instance creates it; the script then waits until exo's state lists it (exo downloads and
+   loads the model after that: GET /state shows its runners).
 """
 import argparse
 import json
 import os
 import re
 import sys
+import time
+import urllib.error
 import urllib.parse
 import urllib.request
 
@@ -105,10 +108,18 @@ def main():
                 shard[camel if camel in shard else snake] = value
             if pick(shard, "nLayers", "n_layers") != spec["n_layers"]:
                 sys.exit(f"exo's model card has {pick(shard, 'nLayers', 'n_layers')} layers; the plan has {spec['n_layers']}")
+    instance_id = pick(body, "instanceId", "instance_id")
     call(f"{args.api}/instance", {"instance": chosen}, timeout=60)
-    print(f"created; waiting for {spec['model_id']} ...")
-    query = urllib.parse.urlencode({"model_id": spec["model_id"], "timeout_seconds": 300})
-    print(call(f"{args.api}/instance/await?{query}", timeout=330).strip().splitlines()[-1])
+    for _ in range(120):
+        try:
+            call(f"{args.api}/instance/{instance_id}")
+            break
+        except urllib.error.HTTPError:
+            time.sleep(1)
+    else:
+        sys.exit(f"exo accepted the instance but does not list {instance_id}; see GET {args.api}/state")
+    print(f"created instance {instance_id}; exo now downloads and loads {spec['model_id']} "
+          f"(GET {args.api}/state shows its runners)")
 
 
 if __name__ == "__main__":

@@ -2,12 +2,13 @@
 # node-rank 0 of 2: run on hgx-1 from a Megatron-LM checkout (d98e8a6).
 set -euo pipefail
 
-: "${DATA_PATH:?set DATA_PATH: the Megatron-preprocessed dataset prefix (tools/preprocess_data.py)}"
-: "${LR:?set LR: peak learning rate}"
-: "${SAVE_DIR:?set SAVE_DIR: checkpoint directory}"
-: "${SAVE_INTERVAL:?set SAVE_INTERVAL: optimizer steps between checkpoints (Megatron requires it with --save)}"
-: "${TRAIN_ITERS:?set TRAIN_ITERS: optimizer steps to run}"
+[ -n "${DATA_PATH:-}" ] || { echo 'set DATA_PATH: the Megatron-preprocessed dataset prefix (tools/preprocess_data.py)' >&2; exit 2; }
+[ -n "${LR:-}" ] || { echo 'set LR: peak learning rate' >&2; exit 2; }
+[ -n "${SAVE_DIR:-}" ] || { echo 'set SAVE_DIR: checkpoint directory' >&2; exit 2; }
+[ -n "${SAVE_INTERVAL:-}" ] || { echo 'set SAVE_INTERVAL: optimizer steps between checkpoints (Megatron requires it with --save)' >&2; exit 2; }
+[ -n "${TRAIN_ITERS:-}" ] || { echo 'set TRAIN_ITERS: optimizer steps to run' >&2; exit 2; }
 
+export CUDA_DEVICE_ORDER=PCI_BUS_ID
 export CUDA_VISIBLE_DEVICES=0,1,2,3,4,5,6,7
 export CUDA_DEVICE_MAX_CONNECTIONS=1
 

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# replica 0: create the exo instance (Pipeline, 2 machines); run from this folder on any machine that reaches exo.
+# replica 0: create the exo instance (Pipeline, 2 machines); run from the bundle's folder (where README.md is) on any machine that reaches exo.
 set -euo pipefail
 
 exec python3 create_instance.py replica-0/instance.json --api http://studio-1.local:52415

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# replica 0: mlx_lm.server over 2 Macs (Pipeline); run from this folder on studio-2 (mlx.launch reaches the others over ssh).
+# replica 0: mlx_lm.server over 2 Macs (Pipeline); run from the bundle's folder on studio-2 (mlx.launch reaches every rank, this one included, over ssh).
 set -euo pipefail
 
-: "${MLX_MODEL:?set MLX_MODEL: an MLX conversion of llama-3.1-405b at 8bit (mlx_lm.convert -q, or an mlx-community repository), the same path on every Mac; or export with --model-path}"
+[ -n "${MLX_MODEL:-}" ] || { echo 'set MLX_MODEL: an MLX conversion of llama-3.1-405b at 8bit (mlx_lm.convert -q, or an mlx-community repository), the same path on every Mac; or export with --model-path' >&2; exit 2; }
 
 exec mlx.launch --hostfile replica-0/hosts.json --backend ring -- mlx_lm.server --model "${MLX_MODEL}" \
   --host 0.0.0.0 --port 8080 --decode-concurrency 32 --prefill-step-size 2048 --pipeline

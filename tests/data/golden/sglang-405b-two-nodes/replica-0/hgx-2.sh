@@ -3,6 +3,7 @@
 # SGLang 0.5.23.
 set -euo pipefail
 
+export CUDA_DEVICE_ORDER=PCI_BUS_ID
 export CUDA_VISIBLE_DEVICES=0,1,2,3,4,5,6,7
 export SGLANG_PP_LAYER_PARTITION=63,63
 

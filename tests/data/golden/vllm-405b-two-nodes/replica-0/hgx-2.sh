@@ -3,6 +3,7 @@
 # vLLM 0.33.0.
 set -euo pipefail
 
+export CUDA_DEVICE_ORDER=PCI_BUS_ID
 export CUDA_VISIBLE_DEVICES=0,1,2,3,4,5,6,7
 export VLLM_PP_LAYER_PARTITION=63,63
 

@@ -3,6 +3,7 @@
 # vLLM 0.33.0.
 set -euo pipefail
 
+export CUDA_DEVICE_ORDER=PCI_BUS_ID
 export CUDA_VISIBLE_DEVICES=2,3
 
 exec vllm serve meta-llama/Llama-3.1-70B --tensor-parallel-size 2 --pipeline-parallel-size 1 \
