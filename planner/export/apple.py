@@ -168,11 +168,17 @@ def to_mlxlm(plan: ServePlan, context: ExportContext) -> Bundle:
                 placeholders.update(need)
                 hosts.append({"ssh": m.address or m.name, "ips": [ip]})
             hostfile = f"replica-{replica.index}/hosts.json"
-            files[hostfile] = json.dumps(hosts, indent=2) + "\n"
+            text = json.dumps(hosts, indent=2) + "\n"
+            writes: tuple[tuple[str, str], ...] = ()
+            if "${" in text:
+                writes = ((hostfile, text),)  # the script writes it once the addresses are set
+            else:
+                files[hostfile] = text
             argv = ("mlx.launch", "--hostfile", hostfile, "--backend", "ring", "--",
                     *server, *(["--pipeline"] if sharding == "Pipeline" else []))
         launch = Launch(head.name, f"replica {replica.index}: mlx_lm.server" + (f" over {len(devices)} Macs ({sharding})"
-                                                                              if len(devices) > 1 else ""), argv)
+                                                                              if len(devices) > 1 else ""), argv,
+                        writes=writes if len(devices) > 1 else ())
         files[f"replica-{replica.index}/launch.sh"] = to_script(launch, placeholders=placeholders, header=[
             f"{launch.role}; run from the bundle's folder on {head.name}" + (" (mlx.launch reaches every rank, this one "
                                                                            "included, over ssh)."

@@ -24,6 +24,7 @@ class Launch:
     role: str  # what it is, in words: "replica 0, node-rank 1 (headless)"
     argv: tuple[str, ...]  # the program and its arguments; ${NAME} marks a value the run-book lists
     env: tuple[tuple[str, str], ...] = ()
+    writes: tuple[tuple[str, str], ...] = ()  # files the script writes first (path, text with ${NAME} expanded by bash)
 
 
 @dataclass(frozen=True)
@@ -62,7 +63,8 @@ def to_shell_line(argv: tuple[str, ...], *, indent: str = "  ", width: int = 100
 
 def to_script(launch: Launch, *, placeholders: dict[str, str], header: list[str]) -> str:
     """A bash script that starts one launch: it refuses to run while a placeholder it uses is unset."""
-    used = sorted({m[2:-1] for token in (*launch.argv, *(v for _, v in launch.env)) for m in _PLACEHOLDER.findall(token)})
+    texts = (*launch.argv, *(v for _, v in launch.env), *(t for _, t in launch.writes))
+    used = sorted({m[2:-1] for token in texts for m in _PLACEHOLDER.findall(token)})
     out = ["#!/usr/bin/env bash", *[f"# {line}" if line else "#" for line in header], "set -euo pipefail", ""]
     for name in used:
         message = shlex.quote(f"set {name}: {placeholders.get(name, 'see README.md')}")
@@ -73,6 +75,10 @@ def to_script(launch: Launch, *, placeholders: dict[str, str], header: list[str]
         out.append(f"export {key}={quote(value)}")
     if launch.env:
         out.append("")
+    for path, text in launch.writes:
+        if re.search(r"[`\\]|\$(?!\{[A-Z][A-Z0-9_]*\})", text) or "\nPLANNER_EOF\n" in text:
+            raise ValueError(f"cannot write {path} from a script")
+        out += [f"cat > {shlex.quote(path)} <<PLANNER_EOF", text.rstrip("\n"), "PLANNER_EOF", ""]
     out.append("exec " + to_shell_line(launch.argv))
     return "\n".join(out) + "\n"
 
