@@ -26,7 +26,7 @@ INVENTORIES = ROOT / "inventories"
 CHECKS = Path(__file__).resolve().parent / "engines"
 IN_CI = os.environ.get("PLANNER_ENGINE_CHECKS") == "1"
 INTERPRETERS = {  # checker -> (environment variable, default venv built by .ci/run)
-    "vllm": ("PLANNER_VLLM_PYTHON", ".venv-engines"), "sglang": ("PLANNER_SGLANG_PYTHON", ".venv-engines"),
+    "vllm": ("PLANNER_VLLM_PYTHON", ".venv-engines/vllm"), "sglang": ("PLANNER_SGLANG_PYTHON", ".venv-engines/sglang"),
     "deepspeed": ("PLANNER_TRAIN_PYTHON", ".venv-engines-train"), "megatron": ("PLANNER_TRAIN_PYTHON", ".venv-engines-train"),
 }
 FILL = {"DATA_PATH": "/data/corpus_text_document", "TRAIN_ITERS": "1000", "LR": "0.0001", "SAVE_DIR": "/ckpt", "SAVE_INTERVAL": "500",
@@ -137,3 +137,59 @@ def test_megatron_builds_the_plans_uneven_stages_from_the_layout(plans: dict[str
     broken = dict(request, argv=[("Et*41|t*38L" if a == "Et*42|t*38L" else a) for a in request["argv"]])
     result = run_check("megatron", broken)
     assert not result["ok"] and "must match num_layers" in result["error"]
+
+
+# ----------------------------------------------------------------------------- vLLM and SGLang
+
+def _config_json(plan) -> dict:
+    from planner.loaders.catalog import find_catalog_entry
+
+    return dict(find_catalog_entry(plan.request.model.name).config)
+
+
+def _serving_requests(plan, target: str) -> list[tuple[object, dict]]:
+    bundle = _bundle(plan, target)
+    config = _config_json(plan)
+    out = []
+    for launch in bundle.launches:
+        argv = _filled(launch.argv)
+        argv = argv[1:] if target == "vllm" else argv[argv.index("sglang.launch_server") + 1:]
+        env = {k: v for k, v in launch.env if not k.startswith("CUDA_")}
+        out.append((launch, {"argv": argv, "env": env, "config_json": config}))
+    return out
+
+
+SERVING = [c.name for c in CASES if c.target in ("vllm", "sglang")]
+
+
+@pytest.mark.parametrize("name", SERVING)
+def test_the_engine_accepts_every_exported_launch(name: str, plans: dict[str, Path]) -> None:
+    plan = load_plan(plans[name])
+    target = plan.request.engine.id
+    for launch, request in _serving_requests(plan, target):
+        result = run_check(target, request)
+        assert result["ok"], (launch.machine, result)
+        s = result["summary"]
+        replica = plan.replicas[int(launch.role.split()[1].rstrip(","))]
+        stages = [list(st.layers) for st in replica.stages]
+        assert s["pp_ranges"] == stages, (s["pp_ranges"], stages)
+        assert s["tensor_parallel_size"] == replica.stages[0].tensor_parallel_size
+        assert s["pipeline_parallel_size"] == len(replica.stages)
+
+
+def test_vllm_refuses_a_launch_whose_nodes_do_not_divide_its_ranks(plans: dict[str, Path]) -> None:
+    plan = load_plan(plans["vllm-405b-two-nodes"])
+    _, request = _serving_requests(plan, "vllm")[0]
+    argv = list(request["argv"])
+    argv[argv.index("--nnodes") + 1] = "3"
+    result = run_check("vllm", dict(request, argv=argv))
+    assert not result["ok"] and "nnodes" in result["error"]
+
+
+def test_sglang_refuses_a_launch_whose_nodes_do_not_divide_its_ranks(plans: dict[str, Path]) -> None:
+    plan = load_plan(plans["sglang-405b-two-nodes"])
+    _, request = _serving_requests(plan, "sglang")[0]
+    argv = list(request["argv"])
+    argv[argv.index("--nnodes") + 1] = "3"
+    result = run_check("sglang", dict(request, argv=argv))
+    assert not result["ok"]

@@ -466,3 +466,28 @@ def test_the_exo_script_creates_the_planned_instance_through_exos_api(plans: dic
         assert run.returncode != 0 and "exo ranks the machines" in run.stderr and not posted
     finally:
         server.shutdown()
+
+
+@pytest.mark.parametrize("path", ["$(touch /tmp/planner-pwned)", "/models/it's here; rm -rf ~", "`id`"])
+def test_a_hostile_model_path_is_quoted_never_run(path: str, plans: dict[str, Path], tmp_path: Path) -> None:
+    import subprocess
+
+    out = tmp_path / "out"
+    code, output = _invoke("export", str(plans["vllm-70b-replicas"]), "--to", "vllm", "--out", str(out), "--model-path", path)
+    assert code == 0, output
+    script = out / "replica-0" / "dgx.sh"
+    stub = tmp_path / "bin"
+    stub.mkdir()
+    (stub / "vllm").write_text('#!/bin/sh\nprintf "%s\\n" "$@"\n')
+    (stub / "vllm").chmod(0o755)
+    run = subprocess.run(["bash", str(script)], capture_output=True, text=True, env={"PATH": f"{stub}:/usr/bin:/bin"})
+    assert run.returncode == 0 and run.stdout.splitlines()[1] == path
+    assert not Path("/tmp/planner-pwned").exists()
+
+
+@pytest.mark.parametrize("path", ["", "a\nb", "${X}\"y"])
+def test_an_unusable_model_path_is_bad_input(path: str, plans: dict[str, Path], tmp_path: Path) -> None:
+    code, output = _invoke("export", str(plans["vllm-70b-replicas"]), "--to", "vllm", "--out", str(tmp_path / "o"),
+                           "--model-path", path)
+    assert code == 2 and output.startswith("error: ") and "--model-path" in output
+    assert not (tmp_path / "o").exists()

@@ -59,6 +59,8 @@ def run_export(plan_file: str, target: str, *, model_path: str | None = None, in
 def export_plan(plan: ServePlan | TrainPlan, target: str, *, model_path: str | None = None,
                 inventory: str | None = None) -> Bundle:
     """The bundle of a plan in memory (`plan deploy --export` and `plan export`)."""
+    if model_path is not None and (not model_path.strip() or any(ord(c) < 32 or ord(c) == 127 for c in model_path)):
+        raise InputError("expected a path or repository id without control characters or newlines", field="--model-path")
     model = _model_of(plan)
     if build_model_digest(model) != plan.request.model.digest:
         raise InputError(f"the model {plan.request.model.name} is not the one the plan was made for (its digest changed); "

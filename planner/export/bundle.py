@@ -40,7 +40,8 @@ def quote(token: str) -> str:
     """A shell word: placeholders stay expandable (double quotes), everything else single-quoted if needed."""
     if _PLACEHOLDER.search(token):
         if re.search(r'["\\`]', token) or re.search(r"\$(?!\{[A-Z][A-Z0-9_]*\})", token):
-            raise ValueError(f"cannot quote {token!r}")
+            raise ExportRefused(f"cannot write {token[:60]!r} into a script: it mixes a ${{NAME}} placeholder with "
+                                f"quotes, backslashes or other $", field="--model-path")
         return f'"{token}"'
     return shlex.quote(token)
 
@@ -77,7 +78,7 @@ def to_script(launch: Launch, *, placeholders: dict[str, str], header: list[str]
         out.append("")
     for path, text in launch.writes:
         if re.search(r"[`\\]|\$(?!\{[A-Z][A-Z0-9_]*\})", text) or "\nPLANNER_EOF\n" in text:
-            raise ValueError(f"cannot write {path} from a script")
+            raise ExportRefused(f"cannot write {path} from a script: it holds backquotes, backslashes or $", field="--to")
         out += [f"cat > {shlex.quote(path)} <<PLANNER_EOF", text.rstrip("\n"), "PLANNER_EOF", ""]
     out.append("exec " + to_shell_line(launch.argv))
     return "\n".join(out) + "\n"
