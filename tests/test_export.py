@@ -491,3 +491,25 @@ def test_an_unusable_model_path_is_bad_input(path: str, plans: dict[str, Path], 
                            "--model-path", path)
     assert code == 2 and output.startswith("error: ") and "--model-path" in output
     assert not (tmp_path / "o").exists()
+
+
+def test_export_with_an_inventory_takes_its_addresses_and_names_missing_machines(plans: dict[str, Path], tmp_path: Path) -> None:
+    inventory = yaml.safe_load((INVENTORIES / "h100-2node-ib.yaml").read_text())
+    inventory["nodes"][0]["address"] = ["hgx-a.example", "hgx-b.example"]
+    path = _write_inventory(tmp_path, yaml.safe_dump(inventory))
+    out = tmp_path / "out"
+    code, output = _invoke("export", str(plans["vllm-405b-two-nodes"]), "--to", "vllm", "--out", str(out), "--inventory", str(path))
+    assert code == 0, output
+    assert "--master-addr hgx-a.example" in (out / "replica-0" / "hgx-2.sh").read_text()
+    code, output = _invoke("export", str(plans["vllm-405b-two-nodes"]), "--to", "vllm", "--out", str(tmp_path / "x"),
+                           "--inventory", str(INVENTORIES / "dgx-h100.yaml"))
+    assert code == 2 and "has no machine hgx-1, hgx-2 of the plan" in output and not (tmp_path / "x").exists()
+
+
+def test_a_hand_edited_plan_naming_an_unlisted_machine_is_bad_input(plans: dict[str, Path], tmp_path: Path) -> None:
+    data = yaml.safe_load(plans["vllm-70b-replicas"].read_text())
+    data["inventory"]["machines"] = []
+    edited = tmp_path / "edited.yaml"
+    edited.write_text(yaml.safe_dump(data))
+    code, output = _invoke("export", str(edited), "--to", "vllm", "--out", str(tmp_path / "o"))
+    assert code == 2 and "does not list" in output and output.count("\n") == 1

@@ -46,6 +46,10 @@ def _with_addresses(plan: ServePlan | TrainPlan, cluster: Cluster) -> ServePlan 
     """The plan with machine addresses and ports from the inventory as it is now."""
     machines = [MachineOut(name=n.name, address=n.address, api_port=n.ports.api, rendezvous_port=n.ports.rendezvous,
                            rpc_port=n.ports.rpc) for n in cluster.nodes]
+    missing = sorted({d.node for d in _devices_of(plan)} - {m.name for m in machines})
+    if missing:
+        raise InputError(f"the inventory has no machine {', '.join(missing[:4])} of the plan; `plan check` says what "
+                         f"changed", file=cluster.source, field="--inventory")
     inventory = plan.inventory.model_copy(update={"machines": machines})
     return plan.model_copy(update={"inventory": inventory})
 
@@ -70,6 +74,10 @@ def export_plan(plan: ServePlan | TrainPlan, target: str, *, model_path: str | N
         cluster = load_inventory(inventory)
         hardware.update({d.spec.id: d.spec for d in cluster.devices})
         plan = _with_addresses(plan, cluster)
+    unknown = sorted({d.node for d in _devices_of(plan)} - {m.name for m in plan.inventory.machines})
+    if unknown:
+        raise InputError(f"the plan places devices on {', '.join(unknown[:4])}, which its inventory.machines does not list; "
+                         f"re-plan with `plan deploy`", field="PLAN")
     missing = sorted({d.type for d in _devices_of(plan)} - set(hardware))
     if missing:
         raise InputError(f"the plan's devices {', '.join(missing)} are not in the hardware catalog; give the inventory "
