@@ -513,3 +513,20 @@ def test_a_hand_edited_plan_naming_an_unlisted_machine_is_bad_input(plans: dict[
     edited.write_text(yaml.safe_dump(data))
     code, output = _invoke("export", str(edited), "--to", "vllm", "--out", str(tmp_path / "o"))
     assert code == 2 and "does not list" in output and output.count("\n") == 1
+
+
+def test_every_target_on_every_plan_gives_a_bundle_or_a_one_line_refusal(plans: dict[str, Path], tmp_path: Path) -> None:
+    from planner.export import EXPORTERS
+
+    outcomes = {}
+    for case in CASES:
+        for target in EXPORTERS:
+            out = tmp_path / f"{case.name}-{target}"
+            result = CliRunner().invoke(main, ["export", str(plans[case.name]), "--to", target, "--out", str(out)],
+                                        catch_exceptions=False)
+            assert result.exit_code in (0, 2), (case.name, target, result.output)
+            if result.exit_code == 2:
+                assert result.output.startswith("error: ") and result.output.count("\n") == 1 and not out.exists()
+            outcomes[case.name, target] = result.exit_code
+    gpu_servers = sum(load_plan(plans[c.name]).request.engine.id in ("vllm", "sglang") for c in CASES)
+    assert sum(code == 0 for code in outcomes.values()) == len(CASES) + gpu_servers  # its engine, and kubernetes
