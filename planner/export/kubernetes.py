@@ -17,15 +17,21 @@ import yaml
 
 from planner.export import sglang, vllm
 from planner.export.bundle import Bundle, ExportRefused
-from planner.export.context import ExportContext, machine_slices, model_reference, require_plan, require_vendors
+from planner.export.context import (
+    ExportContext,
+    machine_slices,
+    model_reference,
+    require_plan,
+    require_vendors,
+)
 from planner.export.formats import engine_kv_dtype, engine_weight_flags
+from planner.export.gpu_server import check_one_instance
 from planner.export.runbook import Runbook, plan_intro
 from planner.export.serving import expectation_lines, layout_rows
 from planner.schemas.hardware import HardwareSpec
 from planner.schemas.plan import ServePlan
 
 IMAGES = {"vllm": "vllm/vllm-openai:v{version}", "sglang": "lmsysorg/sglang:v{version}"}  # the engines' published images
-PORTS = {"vllm": (vllm.API_PORT, vllm.MASTER_PORT), "sglang": (sglang.API_PORT, sglang.DIST_PORT)}
 RESOURCE = {"nvidia": "nvidia.com/gpu", "amd": "amd.com/gpu"}
 LEADER = "$(LWS_LEADER_ADDRESS)"
 
@@ -75,7 +81,7 @@ def to_kubernetes(plan: ServePlan, context: ExportContext) -> Bundle:
         raise ExportRefused(f"kubernetes: manifests are written for vLLM and SGLang serving plans; this plan is for "
                             f"{plan.request.engine.name}", field="--to")
     require_vendors(plan, context, target, ("nvidia", "amd"))
-    module = vllm if engine == "vllm" else sglang
+    server = vllm.SERVER if engine == "vllm" else sglang.SERVER
     model_arg, _ = model_reference(plan, context)
     if model_arg.startswith("${"):
         raise ExportRefused("kubernetes: the pods need the model's Hugging Face id or a path in their image or volume; "
@@ -83,14 +89,14 @@ def to_kubernetes(plan: ServePlan, context: ExportContext) -> Bundle:
     weight_flags, requirement = engine_weight_flags(engine, plan.request.precision.weights, context)
     kv = engine_kv_dtype(engine, plan.request.precision.kv_cache, weights=plan.request.precision.weights)
     image = IMAGES[engine].format(version=plan.request.engine.version)
-    api, rendezvous = PORTS[engine]
+    api, rendezvous = server.api_port, server.rendezvous_port
     groups: dict[tuple, list[int]] = {}
     shapes: dict[tuple, tuple] = {}
     for replica in plan.replicas:
-        module.check_replica(replica)
+        check_one_instance(replica, server)
         slices = machine_slices(plan, replica, target, equal=True)
         spec = context.hardware[replica.stages[0].devices[0].type]
-        base, env = module.replica_argv(replica, model_arg, kv, weight_flags)
+        base, env = server.replica_argv(replica, model_arg, kv, weight_flags)
         key = (tuple(base), tuple(env), len(slices), len(slices[0].devices), spec.id)
         groups.setdefault(key, []).append(replica.index)
         shapes[key] = (base, env, len(slices), len(slices[0].devices), spec)
@@ -104,17 +110,17 @@ def to_kubernetes(plan: ServePlan, context: ExportContext) -> Bundle:
         selector = {"nvidia.com/gpu.product": label} if label else {}
         resource = RESOURCE[spec.vendor]
         if nnodes == 1:
-            argv = module.node_argv(base, nnodes=1, rank="0", head="", **_ports(engine, 0, api), **_headless(engine, False))
+            argv = server.node_argv(base, nnodes=1, rank="0", head="", rendezvous_port=0, api_port=api, worker=False)
             labels = {"app": name}
             docs.append({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "labels": labels},
                          "spec": {"replicas": len(replicas), "selector": {"matchLabels": labels},
                                   "template": _pod(_container(engine, argv, env, image, gpus, resource, api), selector, labels)}})
             service_selector = labels
         else:
-            leader = module.node_argv(base, nnodes=nnodes, rank="0", head=LEADER, **_ports(engine, rendezvous, api),
-                                      **_headless(engine, False))
-            worker = module.node_argv(base, nnodes=nnodes, rank="$(LWS_WORKER_INDEX)", head=LEADER,
-                                      **_ports(engine, rendezvous, api), **_headless(engine, True))
+            leader = server.node_argv(base, nnodes=nnodes, rank="0", head=LEADER, rendezvous_port=rendezvous, api_port=api,
+                                      worker=False)
+            worker = server.node_argv(base, nnodes=nnodes, rank="$(LWS_WORKER_INDEX)", head=LEADER,
+                                      rendezvous_port=rendezvous, api_port=api, worker=True)
             worker_api = api if engine == "sglang" else None
             docs.append({"apiVersion": "leaderworkerset.x-k8s.io/v1", "kind": "LeaderWorkerSet", "metadata": {"name": name},
                          "spec": {"replicas": len(replicas), "leaderWorkerTemplate": {
@@ -150,10 +156,3 @@ def to_kubernetes(plan: ServePlan, context: ExportContext) -> Bundle:
              + ["- `kubectl logs` of a leader (or the Deployment's pod) shows these lines."])
     return Bundle(target, {"README.md": book.render(), "manifests.yaml": text}, ())
 
-
-def _ports(engine: str, rendezvous: int, api: int) -> dict:
-    return {"master_port": rendezvous, "api_port": api} if engine == "vllm" else {"dist_port": rendezvous, "api_port": api}
-
-
-def _headless(engine: str, headless: bool) -> dict:
-    return {"headless": headless} if engine == "vllm" else {}

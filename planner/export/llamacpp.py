@@ -21,7 +21,13 @@ from planner.export.context import (
 )
 from planner.export.formats import engine_kv_dtype
 from planner.export.runbook import Runbook, placeholder_lines, plan_intro
-from planner.export.serving import balancer_files, expectation_lines, layout_rows, llama_cpp_pool_tokens, replica_layers
+from planner.export.serving import (
+    balancer_files,
+    expectation_lines,
+    layout_rows,
+    llama_cpp_pool_tokens,
+    replica_layers,
+)
 from planner.schemas.plan import DeviceOut, ServePlan
 
 API_PORT = 8080  # llama-server --port default

@@ -11,15 +11,12 @@ from __future__ import annotations
 from planner.export.bundle import Bundle, ExportRefused, Launch, to_script
 from planner.export.context import (
     ExportContext,
-    PortBook,
-    address_of,
-    address_placeholders,
-    machine_slices,
     model_reference,
     require_plan,
     require_vendors,
 )
 from planner.export.formats import engine_kv_dtype, engine_weight_flags
+from planner.export.gpu_server import Server, build_server_launches
 from planner.export.runbook import Runbook, placeholder_lines, plan_intro
 from planner.export.serving import expectation_lines, layout_rows, replica_layers
 from planner.schemas.plan import ReplicaOut, ServePlan
@@ -46,23 +43,16 @@ def replica_argv(replica: ReplicaOut, model_arg: str, kv: str, weight_flags: lis
     return base, env
 
 
-def node_argv(base: list[str], *, nnodes: int, rank: str, head: str, dist_port: int, api_port: int) -> list[str]:
-    """One node's command: every node runs the same launch with its --node-rank."""
+def node_argv(base: list[str], *, nnodes: int, rank: str, head: str, rendezvous_port: int, api_port: int,
+              worker: bool) -> list[str]:
+    """One node's command: every node runs the same launch with its --node-rank (only rank 0 serves HTTP)."""
     argv = list(base)
     if nnodes > 1:
-        argv += ["--nnodes", str(nnodes), "--node-rank", rank, "--dist-init-addr", f"{head}:{dist_port}"]
+        argv += ["--nnodes", str(nnodes), "--node-rank", rank, "--dist-init-addr", f"{head}:{rendezvous_port}"]
     return argv + ["--host", "0.0.0.0", "--port", str(api_port)]
 
 
-def check_replica(replica: ReplicaOut) -> None:
-    """Refuse what one SGLang launch cannot run."""
-    tps = {s.tensor_parallel_size for s in replica.stages}
-    if len(tps) > 1:
-        raise ExportRefused(f"sglang: replica {replica.index} has stages of tensor-parallel sizes {sorted(tps)}; SGLang "
-                            f"takes one --tp-size for the whole launch", field="--to")
-    if len({d.type for s in replica.stages for d in s.devices}) > 1:
-        raise ExportRefused(f"sglang: replica {replica.index} mixes device models; SGLang does not run one launch over "
-                            f"different GPU models", field="--to")
+SERVER = Server("sglang", "SGLang", "--tp-size", API_PORT, DIST_PORT, replica_argv, node_argv)
 
 
 def to_sglang(plan: ServePlan, context: ExportContext) -> Bundle:
@@ -75,31 +65,16 @@ def to_sglang(plan: ServePlan, context: ExportContext) -> Bundle:
     model_arg, placeholders = model_reference(plan, context)
     weight_flags, requirement = engine_weight_flags("sglang", plan.request.precision.weights, context)
     kv = engine_kv_dtype("sglang", plan.request.precision.kv_cache, weights=plan.request.precision.weights)
-    ports = PortBook()
-    files: dict[str, str] = {}
-    launches: list[Launch] = []
-    endpoints: list[tuple[int, str]] = []
+    built = build_server_launches(plan, SERVER, model_arg=model_arg, kv=kv, weight_flags=weight_flags,
+                                  placeholders=placeholders)
+    files, launches, endpoints = built.files, built.launches, built.endpoints
     steps: list[str] = []
-    for replica in plan.replicas:
-        check_replica(replica)
-        slices = machine_slices(plan, replica, target, equal=True)
-        head = slices[0].machine
-        placeholders.update(address_placeholders([head]))
-        api = ports.take(head, "api", API_PORT)
-        dist = ports.take(head, "rendezvous", DIST_PORT) if len(slices) > 1 else None
-        base, env = replica_argv(replica, model_arg, kv, weight_flags)
-        for rank, piece in enumerate(slices):
-            argv = node_argv(base, nnodes=len(slices), rank=str(rank), head=address_of(head), dist_port=dist or 0, api_port=api)
-            role = f"replica {replica.index}" + (f", node-rank {rank} of {len(slices)}" if len(slices) > 1 else "")
-            launch = Launch(piece.name, role, tuple(argv), tuple([("CUDA_DEVICE_ORDER", "PCI_BUS_ID"), ("CUDA_VISIBLE_DEVICES", piece.visible_devices), *env]))
-            files[f"replica-{replica.index}/{piece.name}.sh"] = to_script(
-                launch, placeholders=placeholders, header=[f"{role}: run on {piece.name}.", f"SGLang {plan.request.engine.version}."])
-            launches.append(launch)
-        endpoints.append((replica.index, f"{address_of(head)}:{api}"))
-        others = ", ".join(f"`replica-{replica.index}/{p.name}.sh` on {p.name}" for p in slices[1:])
-        steps.append(f"- Replica {replica.index}: start `replica-{replica.index}/{head.name}.sh` on {head.name}"
+    for (replica_index, endpoint), slices in zip(endpoints, built.slices):
+        head = slices[0]
+        others = ", ".join(f"`replica-{replica_index}/{p.name}.sh` on {p.name}" for p in slices[1:])
+        steps.append(f"- Replica {replica_index}: start `replica-{replica_index}/{head.name}.sh` on {head.name}"
                      + (f" and, on the others, {others} (they join at --dist-init-addr)" if others else "")
-                     + f"; rank 0 serves `http://{address_of(head)}:{api}`.")
+                     + f"; rank 0 serves `http://{endpoint}`.")
     if len(endpoints) > 1:
         router = ("python", "-m", "sglang_router.launch_router", "--host", "0.0.0.0", "--port", str(ROUTER_PORT),
                   "--worker-urls", *[f"http://{ep}" for _, ep in endpoints])

@@ -9,20 +9,22 @@ the plan's full copy per replica."""
 
 from __future__ import annotations
 
-from planner.export.bundle import Bundle, ExportRefused, Launch, to_script
+from planner.export.bundle import Bundle, ExportRefused
 from planner.export.context import (
     ExportContext,
-    PortBook,
-    address_of,
-    address_placeholders,
-    machine_slices,
     model_reference,
     require_plan,
     require_vendors,
 )
 from planner.export.formats import engine_kv_dtype, engine_weight_flags
+from planner.export.gpu_server import Server, build_server_launches
 from planner.export.runbook import Runbook, placeholder_lines, plan_intro
-from planner.export.serving import balancer_files, expectation_lines, layout_rows, replica_layers
+from planner.export.serving import (
+    balancer_files,
+    expectation_lines,
+    layout_rows,
+    replica_layers,
+)
 from planner.schemas.plan import ReplicaOut, ServePlan
 
 API_PORT = 8000  # vllm serve --port default
@@ -47,24 +49,16 @@ def replica_argv(replica: ReplicaOut, model_arg: str, kv: str, weight_flags: lis
     return base, env
 
 
-def node_argv(base: list[str], *, nnodes: int, rank: str, head: str, master_port: int, api_port: int,
-              headless: bool) -> list[str]:
+def node_argv(base: list[str], *, nnodes: int, rank: str, head: str, rendezvous_port: int, api_port: int,
+              worker: bool) -> list[str]:
     """One node's command: the multi-node flags, and the API on the head (--headless on the others)."""
     argv = list(base)
     if nnodes > 1:
-        argv += ["--nnodes", str(nnodes), "--node-rank", rank, "--master-addr", head, "--master-port", str(master_port)]
-    return argv + (["--headless"] if headless else ["--host", "0.0.0.0", "--port", str(api_port)])
+        argv += ["--nnodes", str(nnodes), "--node-rank", rank, "--master-addr", head, "--master-port", str(rendezvous_port)]
+    return argv + (["--headless"] if worker else ["--host", "0.0.0.0", "--port", str(api_port)])
 
 
-def check_replica(replica: ReplicaOut) -> None:
-    """Refuse what one vLLM instance cannot run."""
-    tps = {s.tensor_parallel_size for s in replica.stages}
-    if len(tps) > 1:
-        raise ExportRefused(f"vllm: replica {replica.index} has stages of tensor-parallel sizes {sorted(tps)}; vLLM takes "
-                            f"one --tensor-parallel-size for every stage", field="--to")
-    if len({d.type for s in replica.stages for d in s.devices}) > 1:
-        raise ExportRefused(f"vllm: replica {replica.index} mixes device models; vLLM does not run one instance over "
-                            f"different GPU models", field="--to")
+SERVER = Server("vllm", "vLLM", "--tensor-parallel-size", API_PORT, MASTER_PORT, replica_argv, node_argv, " (headless)")
 
 
 def to_vllm(plan: ServePlan, context: ExportContext) -> Bundle:
@@ -78,34 +72,16 @@ def to_vllm(plan: ServePlan, context: ExportContext) -> Bundle:
     model_arg, placeholders = model_reference(plan, context)
     weight_flags, requirement = engine_weight_flags("vllm", plan.request.precision.weights, context)
     kv = engine_kv_dtype("vllm", plan.request.precision.kv_cache)
-    ports = PortBook()
-    files: dict[str, str] = {}
-    launches: list[Launch] = []
-    endpoints: list[tuple[int, str]] = []
+    built = build_server_launches(plan, SERVER, model_arg=model_arg, kv=kv, weight_flags=weight_flags,
+                                  placeholders=placeholders)
+    files, launches, endpoints = built.files, built.launches, built.endpoints
     steps: list[str] = []
-    for replica in plan.replicas:
-        check_replica(replica)
-        slices = machine_slices(plan, replica, target, equal=True)
-        head = slices[0].machine
-        placeholders.update(address_placeholders([head]))
-        api = ports.take(head, "api", API_PORT)
-        master = ports.take(head, "rendezvous", MASTER_PORT) if len(slices) > 1 else None
-        base, env = replica_argv(replica, model_arg, kv, weight_flags)
-        for rank, piece in enumerate(slices):
-            argv = node_argv(base, nnodes=len(slices), rank=str(rank), head=address_of(head), master_port=master or 0,
-                             api_port=api, headless=rank > 0)
-            role = f"replica {replica.index}" + (f", node-rank {rank} of {len(slices)}" if len(slices) > 1 else "")
-            launch = Launch(piece.name, role + (" (headless)" if rank else ""), tuple(argv),
-                            tuple([("CUDA_DEVICE_ORDER", "PCI_BUS_ID"), ("CUDA_VISIBLE_DEVICES", piece.visible_devices), *env]))
-            name = f"replica-{replica.index}/{piece.name}.sh"
-            files[name] = to_script(launch, placeholders=placeholders,
-                                    header=[f"{launch.role}: run on {piece.name}.", f"vLLM {plan.request.engine.version}."])
-            launches.append(launch)
-        endpoints.append((replica.index, f"{address_of(head)}:{api}"))
-        order = " then ".join(f"`replica-{replica.index}/{p.name}.sh` on {p.name}" for p in reversed(slices[1:]))
-        steps.append(f"- Replica {replica.index}: " + (f"start {order} (headless workers wait for the head), then "
+    for (replica_index, endpoint), slices in zip(endpoints, built.slices):
+        head = slices[0]
+        order = " then ".join(f"`replica-{replica_index}/{p.name}.sh` on {p.name}" for p in reversed(slices[1:]))
+        steps.append(f"- Replica {replica_index}: " + (f"start {order} (headless workers wait for the head), then "
                                                         if len(slices) > 1 else "")
-                     + f"`replica-{replica.index}/{head.name}.sh` on {head.name}; it serves `http://{address_of(head)}:{api}`.")
+                     + f"`replica-{replica_index}/{head.name}.sh` on {head.name}; it serves `http://{endpoint}`.")
     files.update(balancer_files(endpoints))
     book = Runbook(f"vLLM launch: {plan.request.model.name} on {plan.inventory.name}",
                    plan_intro(plan, "vllm", "flags of vLLM 0.33.0 (vllm/engine/arg_utils.py); the plan's memory figures "
