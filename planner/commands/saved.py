@@ -9,6 +9,7 @@ from planner.assign.identity import build_inventory_digest, build_model_digest
 from planner.candidates.training import build_training_workload
 from planner.errors import InputError, PlannerError
 from planner.export import Bundle, ExportContext, build_bundle
+from planner.export.context import plan_devices
 from planner.loaders.calibration import load_calibration
 from planner.loaders.catalog import load_model
 from planner.loaders.engines import find_engine
@@ -36,17 +37,11 @@ def _mix_of(plan: ServePlan | TrainPlan) -> PrecisionMix:
     return build_precision_mix(p.weights, p.kv_cache, **{k: v for k, v in p.components.items() if k != "router"})
 
 
-def _devices_of(plan: ServePlan | TrainPlan) -> list:
-    if isinstance(plan, ServePlan):
-        return [d for r in plan.replicas for s in r.stages for d in s.devices]
-    return [d for r in plan.ranks for s in r.stages for d in s.devices]
-
-
 def _with_addresses(plan: ServePlan | TrainPlan, cluster: Cluster) -> ServePlan | TrainPlan:
     """The plan with machine addresses and ports from the inventory as it is now."""
     machines = [MachineOut(name=n.name, address=n.address, api_port=n.ports.api, rendezvous_port=n.ports.rendezvous,
                            rpc_port=n.ports.rpc) for n in cluster.nodes]
-    missing = sorted({d.node for d in _devices_of(plan)} - {m.name for m in machines})
+    missing = sorted({d.node for d in plan_devices(plan)} - {m.name for m in machines})
     if missing:
         raise InputError(f"the inventory has no machine {', '.join(missing[:4])} of the plan; `plan check` says what "
                          f"changed", file=cluster.source, field="--inventory")
@@ -74,11 +69,11 @@ def export_plan(plan: ServePlan | TrainPlan, target: str, *, model_path: str | N
         cluster = load_inventory(inventory)
         hardware.update({d.spec.id: d.spec for d in cluster.devices})
         plan = _with_addresses(plan, cluster)
-    unknown = sorted({d.node for d in _devices_of(plan)} - {m.name for m in plan.inventory.machines})
+    unknown = sorted({d.node for d in plan_devices(plan)} - {m.name for m in plan.inventory.machines})
     if unknown:
         raise InputError(f"the plan places devices on {', '.join(unknown[:4])}, which its inventory.machines does not list; "
                          f"re-plan with `plan deploy`", field="PLAN")
-    missing = sorted({d.type for d in _devices_of(plan)} - set(hardware))
+    missing = sorted({d.type for d in plan_devices(plan)} - set(hardware))
     if missing:
         raise InputError(f"the plan's devices {', '.join(missing)} are not in the hardware catalog; give the inventory "
                          f"they come from (--inventory)", field="--inventory")
@@ -110,7 +105,7 @@ def run_check(plan_file: str, inventory_file: str) -> CheckResult:
     cluster = load_inventory(inventory_file)
     violations: list[str] = []
     notes: list[str] = []
-    if not _devices_of(plan):
+    if not plan_devices(plan):
         return CheckResult(plan_file, inventory_file, [f"the plan has no layout (status {plan.solver.status.value})"], notes)
     try:
         model = _model_of(plan)
@@ -122,7 +117,7 @@ def run_check(plan_file: str, inventory_file: str) -> CheckResult:
                           f"{build_model_digest(model)[:19]}..., the plan's {plan.request.model.digest[:19]}...)")
         model = None
     devices = {d.id: d for d in cluster.devices}
-    for d in _devices_of(plan):
+    for d in plan_devices(plan):
         now = devices.get(d.id)
         if now is None:
             node = "its machine is gone" if d.node not in {n.name for n in cluster.nodes} else "the machine has fewer devices"

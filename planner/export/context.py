@@ -88,27 +88,38 @@ def rank_order(replica: ReplicaOut) -> list[DeviceOut]:
     return [d for stage in replica.stages for d in stage.devices]
 
 
-def machine_slices(plan: ServePlan, replica: ReplicaOut, target: str, *, equal: bool) -> list[MachineSlice]:
-    """The replica's machines in rank order, each holding one contiguous run of ranks; `equal`
-    also requires the same number on each (torch.distributed launchers give node k ranks
-    [k*local, (k+1)*local))."""
+def plan_devices(plan: ServePlan | TrainPlan) -> list:
+    """Every device the plan uses: replicas' or training ranks' stages, in order."""
+    units = plan.replicas if isinstance(plan, ServePlan) else plan.ranks
+    return [d for unit in units for stage in unit.stages for d in stage.devices]
+
+
+def group_by_machine(plan: ServePlan | TrainPlan, devices: list, *, target: str, what: str, equal: bool
+                     ) -> list[tuple[MachineOut, list]]:
+    """Devices in rank order cut into one contiguous run per machine; `equal` also requires the
+    same number on each (torch.distributed launchers give node k ranks [k*local, (k+1)*local))."""
     machines = machines_by_name(plan)
-    runs: list[tuple[str, list[DeviceOut]]] = []
-    for device in rank_order(replica):
+    runs: list[tuple[str, list]] = []
+    for device in devices:
         if runs and runs[-1][0] == device.node:
             runs[-1][1].append(device)
         else:
             runs.append((device.node, [device]))
     names = [n for n, _ in runs]
     if len(set(names)) != len(names):
-        raise ExportRefused(f"{target}: replica {replica.index} returns to machine {_repeated(names)} after leaving it; "
-                            f"each machine must hold one contiguous run of ranks", field="--to")
-    counts = {len(ds) for _, ds in runs}
-    if equal and len(counts) > 1:
+        raise ExportRefused(f"{target}: {what} returns to machine {_repeated(names)} after leaving it in {target}'s rank "
+                            f"order; each machine must hold one contiguous run of ranks", field="--to")
+    if equal and len({len(ds) for _, ds in runs}) > 1:
         per = ", ".join(f"{n} {len(ds)}" for n, ds in runs)
-        raise ExportRefused(f"{target}: replica {replica.index} uses a different number of devices per machine ({per}); "
-                            f"{target} starts the same number of ranks on every node", field="--to")
-    return [MachineSlice(machines[n], tuple(ds)) for n, ds in runs]
+        raise ExportRefused(f"{target}: {what} uses a different number of devices per machine ({per}); {target} starts "
+                            f"the same number of ranks on every node", field="--to")
+    return [(machines[n], ds) for n, ds in runs]
+
+
+def machine_slices(plan: ServePlan, replica: ReplicaOut, target: str, *, equal: bool) -> list[MachineSlice]:
+    """The replica's machines in rank order, each with its contiguous run of ranks."""
+    runs = group_by_machine(plan, rank_order(replica), target=target, what=f"replica {replica.index}", equal=equal)
+    return [MachineSlice(machine, tuple(ds)) for machine, ds in runs]
 
 
 def _repeated(names: list[str]) -> str:
@@ -132,9 +143,7 @@ def require_plan(plan: ServePlan | TrainPlan, target: str) -> None:
 
 def require_vendors(plan: ServePlan | TrainPlan, context: ExportContext, target: str, vendors: tuple[str, ...]) -> None:
     """Refuse devices of a vendor the target does not run on."""
-    devices = ([d for r in plan.replicas for s in r.stages for d in s.devices] if isinstance(plan, ServePlan)
-               else [d for r in plan.ranks for s in r.stages for d in s.devices])
-    for d in devices:
+    for d in plan_devices(plan):
         spec = context.hardware.get(d.type)
         vendor = spec.vendor if spec else "other"
         if vendor not in vendors:

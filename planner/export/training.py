@@ -20,13 +20,13 @@ from planner.export.context import (
     ExportContext,
     address_of,
     address_placeholders,
-    machines_by_name,
+    group_by_machine,
     model_reference,
     require_plan,
     require_vendors,
 )
 from planner.export.runbook import Runbook, placeholder_lines, plan_intro
-from planner.schemas.plan import MachineOut, ServePlan, TrainDeviceOut, TrainPlan
+from planner.schemas.plan import ServePlan, TrainDeviceOut, TrainPlan
 
 MASTER_PORT = 29500  # torch.distributed's usual rendezvous port (deepspeed --master_port default)
 MEGATRON_PORT = 6000  # the port Megatron-LM's examples use
@@ -49,26 +49,6 @@ def _by_rank(plan: TrainPlan, *, tp: int, dp: int) -> list[TrainDeviceOut]:
             for t, device in enumerate(stage.devices):
                 ranked[stage.index * dp * tp + rank.index * tp + t] = device
     return [ranked[g] for g in sorted(ranked)]
-
-
-def _machine_runs(plan: TrainPlan, devices: list[TrainDeviceOut], target: str, *, equal: bool
-                  ) -> list[tuple[MachineOut, list[TrainDeviceOut]]]:
-    machines = machines_by_name(plan)
-    runs: list[tuple[str, list[TrainDeviceOut]]] = []
-    for d in devices:
-        if runs and runs[-1][0] == d.node:
-            runs[-1][1].append(d)
-        else:
-            runs.append((d.node, [d]))
-    names = [n for n, _ in runs]
-    if len(set(names)) != len(names):
-        raise ExportRefused(f"{target}: in {target}'s rank order the plan's devices leave machine {names[0]} and come "
-                            f"back; each machine must hold one contiguous block of ranks", field="--to")
-    if equal and len({len(ds) for _, ds in runs}) > 1:
-        per = ", ".join(f"{n} {len(ds)}" for n, ds in runs)
-        raise ExportRefused(f"{target}: torchrun starts the same number of processes on every machine; the plan uses {per}",
-                            field="--to")
-    return [(machines[n], ds) for n, ds in runs]
 
 
 def _half(plan: TrainPlan, context: ExportContext) -> str | None:
@@ -124,7 +104,8 @@ def to_deepspeed(plan: ServePlan | TrainPlan, context: ExportContext) -> Bundle:
         raise ExportRefused("deepspeed: the plan uses tensor parallelism, which plain DeepSpeed does not run; "
                             "export it --to megatron", field="--to")
     config = build_deepspeed_config(plan, context)
-    runs = _machine_runs(plan, _by_rank(plan, tp=1, dp=lay.data_parallel_size), target, equal=False)
+    runs = group_by_machine(plan, _by_rank(plan, tp=1, dp=lay.data_parallel_size), target=target, what="the plan",
+                            equal=False)
     head = runs[0][0]
     placeholders = address_placeholders([head]) | {"TRAIN_SCRIPT": "your training script: it adds DeepSpeed's arguments "
                                                    "(deepspeed.add_config_arguments(parser)) and calls "
@@ -231,7 +212,7 @@ def to_megatron(plan: ServePlan | TrainPlan, context: ExportContext) -> Bundle:
     if lay.global_batch_size % (lay.micro_batch_size * dp):
         raise ExportRefused(f"megatron: global batch {lay.global_batch_size} is not divisible by micro-batch "
                             f"{lay.micro_batch_size} x data-parallel {dp}", field="--to")
-    runs = _machine_runs(plan, _by_rank(plan, tp=tp, dp=dp), target, equal=True)
+    runs = group_by_machine(plan, _by_rank(plan, tp=tp, dp=dp), target=target, what="the plan", equal=True)
     head = runs[0][0]
     model_arg, placeholders = model_reference(plan, context)
     placeholders |= address_placeholders([head]) | {
