@@ -41,7 +41,7 @@ def test_every_inventory_gets_a_verified_plan(runner, path: Path) -> None:
     assert result.exit_code == 0, result.output
     plan = json.loads(result.output)
     assert plan["solver"]["status"] in ("optimal", "feasible") and plan["verification"] == []
-    assert plan["schema_version"] == 4 and plan["mode"] == "serve"
+    assert plan["schema_version"] == 5 and plan["mode"] == "serve"
     assert sum(r["users"] for r in plan["replicas"]) == 4
     for replica in plan["replicas"]:
         layers = [s["layers"] for s in replica["stages"]]

@@ -64,7 +64,7 @@ def test_the_request_records_every_input(runner) -> None:
         assert replica["engine"]["block_size"] == 16 and replica["engine"]["context_tokens"] == 8192
     assert request["model"]["kind"] == "catalog" and request["model"]["name"] == "llama-3.1-8b"
     assert request["model"]["digest"].startswith("sha256:") and data["inventory"]["digest"].startswith("sha256:")
-    assert data["inventory"]["path"] == HOMELAB and data["schema_version"] == SCHEMA_VERSION == 4
+    assert data["inventory"]["path"] == HOMELAB and data["schema_version"] == SCHEMA_VERSION == 5
     assert request["engine"]["id"] == "vllm" and request["engine"]["chosen_by"] == "rule" and request["engine"]["version"]
 
 

@@ -79,6 +79,17 @@ def _solver_out(candidates: CandidateSet, result: SolveResult) -> SolverOut:
     )
 
 
+def explain_replica_bottleneck(recipe: Recipe) -> str:
+    """What limits a replica, in words: the binding resource of its slowest stage (or the prompts
+    competing with decode), and a cache too small to take more users."""
+    speed = recipe.speed
+    spec = recipe.stages[speed.bottleneck_stage].unit.device_class.spec.id
+    out = speed.bottleneck if speed.bottleneck == "prefill competition" else f"stage {speed.bottleneck_stage} ({spec}): {speed.bottleneck}"
+    if recipe.capacity.max_users <= recipe.users:
+        out += f"; memory limits the batch (the cache holds {recipe.capacity.max_users} users)"
+    return out
+
+
 def _replica(candidates: CandidateSet, r: int, recipe: Recipe, stage_ids: list[list[str]]) -> ReplicaOut:
     devices = {d.id: d for d in candidates.cluster.devices}
     stages = []
@@ -101,9 +112,15 @@ def _replica(candidates: CandidateSet, r: int, recipe: Recipe, stage_ids: list[l
         kv_cache_memory_bytes=settings.kv_cache_memory_bytes, context_tokens=candidates.request.context,
         notes=list(settings.notes),
     )
+    speed = recipe.speed
     return ReplicaOut(
-        index=r, users=recipe.users, decode_tokens_per_s_per_user=round(recipe.speed.decode_tokens_per_s_per_user, 3),
-        time_to_first_token_s=round(recipe.speed.time_to_first_token_s, 4), engine=engine,
+        index=r, users=recipe.users, decode_tokens_per_s_per_user=round(speed.decode_tokens_per_s_per_user, 3),
+        decode_tokens_per_s=round(speed.decode_tokens_per_s, 3),
+        decode_only_tokens_per_s_per_user=round(1.0 / speed.decode_only_step_s, 3),
+        time_to_first_token_s=round(speed.time_to_first_token_s, 4), queue_s=round(speed.queue_s, 4),
+        prefill_tokens_per_s=round(candidates.request.prompt_tokens / speed.prefill_alone_s, 2),
+        requests_per_s=round(speed.requests_per_s, 4), prefill_share=round(speed.prefill_share, 4),
+        bottleneck=explain_replica_bottleneck(recipe), engine=engine,
         kv_cache_tokens=capacity.kv_cache_tokens, max_concurrency=round(capacity.max_concurrency, 2),
         max_users=capacity.max_users, longest_sequence_tokens=capacity.longest_sequence_tokens, stages=stages,
     )
@@ -127,8 +144,9 @@ def build_serve_plan(candidates: CandidateSet, result: SolveResult, *, request: 
         decode_tokens_per_s_per_user=round(worst.speed.decode_tokens_per_s_per_user, 3),
         decode_tokens_per_s_total=round(sum(r.tokens_per_s for r in chosen), 3),
         time_to_first_token_s=round(max(r.speed.time_to_first_token_s for r in chosen), 4),
-        bottleneck=(f"replica {slowest} stage {worst.speed.bottleneck_stage} "
-                    f"({worst.stages[worst.speed.bottleneck_stage].unit.device_class.spec.id}): {worst.speed.bottleneck}"),
+        requests_per_s=round(sum(r.speed.requests_per_s for r in chosen), 4),
+        prompt_tokens=request.prompt_tokens or 1, output_tokens=request.output_tokens or 1,
+        bottleneck=f"replica {slowest}{' ' if worst.speed.bottleneck != 'prefill competition' else ': '}{explain_replica_bottleneck(worst)}",
         tier=worst.speed.tier,
     )
     capacity = CapacityOut(kv_cache_tokens=min(r.capacity.kv_cache_tokens for r in chosen),

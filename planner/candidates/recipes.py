@@ -21,7 +21,8 @@ from planner.candidates.engine_rules import check_units, even_counts, stages_per
 from planner.candidates.fill import Stage, build_stages, fill_layers
 from planner.estimate.engine_support import check_mix_on_device
 from planner.estimate.engines import EngineSettings, KVCapacity, build_engine_memory
-from planner.estimate.performance import ReplicaSpeed, StagePlan, estimate_replica_speed
+from planner.estimate.performance import StagePlan
+from planner.estimate.serving import ReplicaSpeed, Workload, estimate_replica_speed
 from planner.estimate.shards import split_layers
 from planner.estimate.stage import StageSizer
 from planner.estimate.weights import estimate_weight_bytes
@@ -125,6 +126,24 @@ def _user_values(users: int, max_replicas: int, coarse: bool = False) -> list[in
     return first + rest
 
 
+def build_workload(request: ServeRequest, users: int, settings: EngineSettings) -> Workload:
+    """What one replica of `users` users serves, with the forward-pass budget its launch runs with."""
+    return Workload(users=users, prompt_tokens=request.prompt_tokens or max(1, request.context // 2),
+                    output_tokens=request.output_tokens or max(1, request.context - (request.prompt_tokens or 0)),
+                    batch_tokens=settings.batch_tokens)
+
+
+def check_speed_targets(request: ServeRequest, speed: ReplicaSpeed) -> str | None:
+    """Why a replica misses the per-user speed or time to first token asked for, or None."""
+    if request.min_tokens_per_s and speed.decode_tokens_per_s_per_user < request.min_tokens_per_s:
+        return (f"{speed.decode_tokens_per_s_per_user:,.1f} tokens/s per user under load, below the "
+                f"{request.min_tokens_per_s:g} asked for")
+    if request.max_ttft_s and speed.time_to_first_token_s > request.max_ttft_s:
+        return (f"{speed.time_to_first_token_s:,.2f} s to the first token under load (queueing "
+                f"{speed.queue_s:,.2f} s), above the {request.max_ttft_s:g} s asked for")
+    return None
+
+
 def _speed_key(unit: UnitType, calibration: SpeedCalibration) -> float:
     return unit.tp * unit.device_class.spec.memory_bandwidth_gb_s * calibration.quantized_bandwidth_efficiency
 
@@ -154,7 +173,8 @@ class RecipeBuilder:
         self.units = [UnitType(c, t) for c in self.classes if c.index not in self.unsupported
                       for t in tp_options(c, model) if not (no_tp and t > 1) and (pinned_tp is None or t == pinned_tp)]
         self.stages_pinned = request.pipeline_parallel_size or (len(request.layer_split) if request.layer_split else None)
-        self._routes: dict[tuple[int, int, bool], tuple[float, float]] = {}
+        self._routes: dict[tuple[int, int, bool], tuple[float, float, bool]] = {}
+        self._node_of = {d.id: d.node for d in cluster.devices}
         self._speed_keys: dict[tuple[int, int], tuple[float, int, int]] = {}
 
     def _check_time(self) -> None:
@@ -165,6 +185,10 @@ class RecipeBuilder:
         return self.calibrations[unit.device_class.spec.calibration_class]
 
     def _route(self, a: DeviceClass, b: DeviceClass, same_node: bool) -> tuple[float, float]:
+        return self._link(a, b, same_node)[:2]
+
+    def _link(self, a: DeviceClass, b: DeviceClass, same_node: bool) -> tuple[float, float, bool]:
+        """(bandwidth, latency, crosses machines) from a device of `a` to one of `b`."""
         key = (a.index, b.index, same_node)
         if key not in self._routes:
             if same_node or (a.index == b.index and len(a.nodes) == 1):
@@ -174,7 +198,8 @@ class RecipeBuilder:
             else:
                 src, dst = a.device_ids[0][0], b.device_ids[0][0]
             route = self.topology.route(src, dst) if src != dst else None
-            self._routes[key] = (route.bandwidth_gb_s, route.latency_us) if route else (a.link.bandwidth_gb_s, a.link.latency_us)
+            crosses = self._node_of[src] != self._node_of[dst]
+            self._routes[key] = ((route.bandwidth_gb_s, route.latency_us) if route else (a.link.bandwidth_gb_s, a.link.latency_us)) + (crosses,)
         return self._routes[key]
 
     def _ordered(self, units: list[UnitType]) -> list[UnitType]:
@@ -211,21 +236,23 @@ class RecipeBuilder:
             cls = unit.device_class
             tp_bw, tp_lat = self._route(cls, cls, True) if unit.tp > 1 else (0.0, 0.0)
             next_bw = next_lat = 0.0
+            crosses = False
             used_in_node[cls.index] = used_in_node.get(cls.index, 0) + unit.tp
             if k + 1 < len(ordered):
                 nxt = ordered[k + 1].device_class
                 same = nxt.index == cls.index and used_in_node[cls.index] + ordered[k + 1].tp <= cls.devices_per_node
-                next_bw, next_lat = self._route(cls, nxt, same)
-            plans.append(StagePlan(cls.spec, range(start, end), unit.tp, self.calibration(unit), tp_bw, tp_lat, next_bw, next_lat))
-        speed = estimate_replica_speed(self.model, self.mix, self.weights, plans, users=users, context=self.request.context,
-                                       prompt_tokens=self.request.prompt_tokens)
-        if self.request.min_tokens_per_s and speed.decode_tokens_per_s_per_user < self.request.min_tokens_per_s:
-            return (f"{speed.decode_tokens_per_s_per_user:,.1f} tokens/s per user, below the "
-                    f"{self.request.min_tokens_per_s:g} asked for")
+                next_bw, next_lat, crosses = self._link(cls, nxt, same)
+            plans.append(StagePlan(cls.spec, range(start, end), unit.tp, self.calibration(unit), tp_bw, tp_lat, next_bw, next_lat,
+                                   crosses))
         stages, settings, capacity = build_stages(self.sizer, self.budgets, ordered, spans, users)
         if capacity.max_users < users:
             return (f"{self.engine.name}'s cache holds {capacity.max_users} request(s) of {self.request.context:,} tokens "
                     f"on this layout, not {users}")
+        speed = estimate_replica_speed(self.model, self.mix, self.weights, plans, workload=build_workload(self.request, users, settings),
+                                       scheduling=self.engine.speed)
+        problem = check_speed_targets(self.request, speed)
+        if problem:
+            return problem
         by_class: dict[int, int] = {}
         for unit in ordered:
             by_class[unit.device_class.index] = by_class.get(unit.device_class.index, 0) + unit.tp

@@ -147,8 +147,8 @@ def memory(ctx: click.Context, **params: Any) -> None:
 # ----------------------------------------------------------------------------- plan deploy
 @main.command()
 @use("inventory", "model", "engine", "engine_version", "weights", "kv_cache", "embedding", "lm_head", "attention", "dense_mlp",
-     "experts", "shared_experts", "users", "context", "prompt_tokens", "prefill_chunk", "max_sequences", "min_tokens_per_s",
-     "objective", "gpu_memory_utilization", "kv_cache_memory_bytes", "block_size", "enforce_eager", "overhead", "runtime_reserve_gib", "time_limit", "mode", "global_batch_size", "micro_batch_size", "sequence_length",
+     "experts", "shared_experts", "users", "request_rate", "context", "prompt_tokens", "output_tokens", "prefill_chunk",
+     "max_sequences", "min_tokens_per_s", "max_ttft", "objective", "gpu_memory_utilization", "kv_cache_memory_bytes", "block_size", "enforce_eager", "overhead", "runtime_reserve_gib", "time_limit", "mode", "global_batch_size", "micro_batch_size", "sequence_length",
      "optimizer", "recompute", "zero_stage", "offload", "lora_rank", "qlora", "fp32_training", "tensor_parallel_size",
      "pipeline_parallel_size", "data_parallel_size", "layer_split", "output", "export", "out", "model_path", "fmt")
 @click.pass_context

@@ -77,7 +77,14 @@ OPTIONS: dict[str, Callable[[Callable[..., Any]], Callable[..., Any]]] = {
     "context": click.option("--context", type=_int(1, MAX_CONTEXT_TOKENS), default=None,
                             help="Tokens per user [default: 4096, capped at the model's maximum]."),
     "prompt_tokens": click.option("--prompt-tokens", "prompt_tokens", type=_int(1, MAX_CONTEXT_TOKENS), default=None,
-                                  help="Prompt length for time to first token [default: half the context]."),
+                                  help="Tokens in each request's prompt [default: half the context, or the context less --output-tokens]."),
+    "output_tokens": click.option("--output-tokens", "output_tokens", type=_int(1, MAX_CONTEXT_TOKENS), default=None,
+                                  help="Tokens each request generates [default: the context less the prompt]."),
+    "request_rate": click.option("--request-rate", "request_rate", type=FiniteFloat(0, 1e7, low_open=True), default=None,
+                                 help="Requests per second to sustain, instead of --users: the plan serves the concurrency "
+                                      "that rate takes (Little's law)."),
+    "max_ttft": click.option("--max-ttft", "max_ttft", type=FiniteFloat(0, 1e6, low_open=True), default=None, metavar="SECONDS",
+                             help="Every request sees its first token within this many seconds, queueing included."),
     "prefill_chunk": click.option("--prefill-chunk", "--max-num-batched-tokens", "prefill_chunk", type=_int(1, MAX_BATCH),
                                   default=None, help="Tokens per forward pass: vLLM max_num_batched_tokens, SGLang "
                                                      "chunked_prefill_size, llama.cpp ubatch [default: the engine's on each device]."),
@@ -95,7 +102,7 @@ OPTIONS: dict[str, Callable[[Callable[..., Any]], Callable[..., Any]]] = {
                                    help="The engine version whose memory rules to apply (vLLM 0.8-0.33) [default: the "
                                         "profile's, docs/engines.md]."),
     "min_tokens_per_s": click.option("--min-tokens-per-s", "min_tokens_per_s", type=FiniteFloat(0, 1e9, low_open=True),
-                                     default=None, help="Every user must decode at least this fast."),
+                                     default=None, help="Every user must decode at least this fast, under load (tokens/s)."),
     "objective": click.option("--objective", type=click.Choice(list(OBJECTIVES)), default="throughput", show_default=True,
                               help="What to optimise once everything fits (docs/solver.md)."),
     "gpu_memory_utilization": click.option("--gpu-memory-utilization", "--mem-fraction-static", "gpu_memory_utilization",

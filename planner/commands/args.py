@@ -19,7 +19,7 @@ Mode = Literal["serve", "train"]
 # Options that only mean something in one mode; giving one in the other mode is an error.
 TRAIN_ONLY = ("optimizer", "zero_stage", "offload", "recompute", "micro_batch_size", "sequence_length", "lora_rank",
               "qlora", "fp32_training", "global_batch_size", "sequence_parallel", "estimator", "largest_layer_params")
-SERVE_ONLY = ("users", "prompt_tokens", "min_tokens_per_s", "objective", "gpu_memory_utilization", "kv_cache",
+SERVE_ONLY = ("users", "request_rate", "prompt_tokens", "output_tokens", "min_tokens_per_s", "max_ttft", "objective", "gpu_memory_utilization", "kv_cache",
               "prefill_chunk", "max_sequences", "block_size", "kv_cache_memory_bytes", "enforce_eager")
 
 
@@ -142,7 +142,10 @@ class DeployArgs(TrainingArgs):
     users: int = Field(1, ge=1, le=MAX_USERS)
     context: int | None = Field(None, ge=1, le=MAX_CONTEXT_TOKENS)
     prompt_tokens: int | None = Field(None, ge=1, le=MAX_CONTEXT_TOKENS)
+    output_tokens: int | None = Field(None, ge=1, le=MAX_CONTEXT_TOKENS)
+    request_rate: float | None = Field(None, gt=0, le=1e7)
     min_tokens_per_s: float | None = Field(None, gt=0, le=1e9)
+    max_ttft: float | None = Field(None, gt=0, le=1e6)
     objective: Objective = "throughput"
     gpu_memory_utilization: float | None = Field(None, gt=0, le=1)
     kv_cache_memory_bytes: int | None = Field(None, ge=1, le=2**50)

@@ -3,6 +3,7 @@ time limit."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
@@ -39,6 +40,7 @@ from planner.estimate.parallelism import (
 from planner.estimate.shards import check_layer_split
 from planner.estimate.zero import check_zero_layout
 from planner.explain import explain_binding, explain_changes
+from planner.limits import MAX_USERS
 from planner.loaders.calibration import load_calibration
 from planner.loaders.catalog import hf_repo_of, load_model
 from planner.loaders.formats import load_kv_formats, load_weight_formats
@@ -123,36 +125,53 @@ def run_deploy(args: DeployArgs) -> DeployResult:
     model = load_model(args.model)
     if args.mode == "train":
         return _run_train(args, cluster, model, start, deadline)
-    context = resolve_context(args.context, model)
-    if args.prompt_tokens and args.prompt_tokens > context:
-        raise InputError(f"a {args.prompt_tokens:,}-token prompt does not fit a {context:,}-token context", field="--prompt-tokens")
+    if "users" in args.explicit and args.request_rate is not None:
+        raise InputError("give --users (requests in flight) or --request-rate (requests per second), not both",
+                         field="--request-rate")
+    context = _resolve_serve_context(args, model)
     if args.objective == "cost":
         _check_prices(cluster)
     engine, mix, engine_ref = resolve_engine(args, cluster, model)
-    request = _typed(ServePlanRequest,
-        model=build_model_ref(model, hf_repo_of(model)), precision=build_precision_out(mix), engine=engine_ref, users=args.users, context=context,
-        prompt_tokens=args.prompt_tokens, prefill_chunk=args.prefill_chunk, max_sequences=args.max_sequences,
-        min_tokens_per_s=args.min_tokens_per_s, objective=args.objective, gpu_memory_utilization=args.gpu_memory_utilization,
-        kv_cache_memory_bytes=args.kv_cache_memory_bytes, enforce_eager=args.enforce_eager, block_size=args.block_size,
-        overhead_factor=resolve_overhead(args, exact=True), runtime_reserve_bytes=resolve_reserve(args),
-        time_limit_s=args.time_limit, **_pins(args, model),
-    )
-    calibrations = load_calibration()
+    calibrations = load_calibration(engine.speed.speed_class)
     topology = build_topology(cluster)
-    # The search for layouts may take part of the time limit; the solver, the checks and any
-    # explanation get the rest.
-    build_deadline = start + BUILD_SHARE * args.time_limit
-    candidates = build_candidates(model, mix, request, cluster, calibrations, engine, topology, deadline=build_deadline)
-    built = time.perf_counter()
-    result = solve_candidates(candidates, time_limit_s=max(0.0, SOLVE_SHARE * (deadline - built)))
-    if candidates.stopped_early and result.status == SolveStatus.INFEASIBLE:
-        result = replace(result, status=SolveStatus.TIMED_OUT, copies={})  # not a proof: the search was cut short
+
+    def request_for(users: int) -> ServePlanRequest:
+        return _typed(ServePlanRequest,
+            model=build_model_ref(model, hf_repo_of(model)), precision=build_precision_out(mix), engine=engine_ref, users=users,
+            request_rate=args.request_rate, context=context, prompt_tokens=args.prompt_tokens, output_tokens=args.output_tokens,
+            prefill_chunk=args.prefill_chunk, max_sequences=args.max_sequences, min_tokens_per_s=args.min_tokens_per_s,
+            max_ttft_s=args.max_ttft, objective=args.objective, gpu_memory_utilization=args.gpu_memory_utilization,
+            kv_cache_memory_bytes=args.kv_cache_memory_bytes, enforce_eager=args.enforce_eager, block_size=args.block_size,
+            overhead_factor=resolve_overhead(args, exact=True), runtime_reserve_bytes=resolve_reserve(args),
+            time_limit_s=args.time_limit, **_pins(args, model),
+        )
+
+    def attempt(users: int, until: float) -> _Attempt:
+        request = request_for(users)
+        began = time.perf_counter()
+        # The search for layouts may take part of the time; the solver, the checks and any
+        # explanation get the rest.
+        build_deadline = began + BUILD_SHARE * (until - began)
+        candidates = build_candidates(model, mix, request, cluster, calibrations, engine, topology, deadline=build_deadline)
+        built = time.perf_counter()
+        result = solve_candidates(candidates, time_limit_s=max(0.0, SOLVE_SHARE * (until - built)))
+        if candidates.stopped_early and result.status == SolveStatus.INFEASIBLE:
+            result = replace(result, status=SolveStatus.TIMED_OUT, copies={})  # not a proof: the search was cut short
+        solved = time.perf_counter()
+        plan = build_serve_plan(candidates, result, request=request, inventory=build_inventory_ref(cluster))
+        return _Attempt(request, candidates, result, plan, built - began, solved - built)
+
+    rate_notes: list[str] = []
+    if args.request_rate is None:
+        chosen = attempt(args.users, deadline)
+    else:
+        chosen, rate_notes = _search_rate(args.request_rate, attempt, start, deadline)
+    request, candidates, result, plan = chosen.request, chosen.candidates, chosen.result, chosen.plan
     solved = time.perf_counter()
-    plan = build_serve_plan(candidates, result, request=request, inventory=build_inventory_ref(cluster))
     problems = check_serve_plan(plan, model, mix, cluster, calibrations, topology, engine)
-    explanation: list[str] = []
+    explanation: list[str] = list(rate_notes)
     if result.status == SolveStatus.INFEASIBLE:
-        explanation = explain_binding(candidates)
+        explanation += explain_binding(candidates)
         changes = explain_changes(
             model, mix, request, cluster, calibrations, engine, weight_formats=load_weight_formats(), kv_formats=load_kv_formats(),
             hardware=list(load_hardware_catalog().values()), links=load_link_catalog(), deadline=deadline,
@@ -161,13 +180,116 @@ def run_deploy(args: DeployArgs) -> DeployResult:
             explanation.append("Smallest changes that would fit (each re-planned):")
             explanation += [f"  - {c}" for c in changes]
     elif result.status == SolveStatus.TIMED_OUT:
-        explanation = [f"The time limit ({args.time_limit:g} s) came before any plan; this is not a proof that none "
-                       f"exists. Try a larger --time-limit."]
+        explanation.append(f"The time limit ({args.time_limit:g} s) came before any plan; this is not a proof that none "
+                           f"exists. Try a larger --time-limit.")
     plan = plan.model_copy(update={"verification": problems, "explanation": explanation})
     code = 0 if result.status in (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE) and not problems else 1
     end = time.perf_counter()
-    return DeployResult(plan, to_plan_text, code, {"candidates_s": built - start, "solver_s": solved - built,
+    return DeployResult(plan, to_plan_text, code, {"candidates_s": chosen.candidates_s, "solver_s": chosen.solver_s,
                                                    "verify_and_explain_s": end - solved, "total_s": end - start})
+
+
+@dataclass(frozen=True)
+class _Attempt:
+    """One plan for one number of users."""
+
+    request: ServePlanRequest
+    candidates: Any
+    result: Any
+    plan: ServePlan
+    candidates_s: float
+    solver_s: float
+
+    @property
+    def found(self) -> bool:
+        return self.result.status in (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE)
+
+    @property
+    def rate(self) -> float:
+        return self.plan.performance.requests_per_s if self.plan.performance else 0.0
+
+
+def _resolve_serve_context(args: DeployArgs, model: ModelSpec) -> int:
+    """The context: as given, else long enough for the prompt and output asked for, else the default."""
+    if args.context is None and args.prompt_tokens and args.output_tokens:
+        context = resolve_context(args.prompt_tokens + args.output_tokens, model, "--output-tokens")
+    else:
+        context = resolve_context(args.context, model)
+    if args.prompt_tokens and args.prompt_tokens > context:
+        raise InputError(f"a {args.prompt_tokens:,}-token prompt does not fit a {context:,}-token context", field="--prompt-tokens")
+    if args.output_tokens and (args.prompt_tokens or 1) + args.output_tokens > context:
+        raise InputError(f"a {args.prompt_tokens or 1:,}-token prompt and {args.output_tokens:,} output tokens do not fit a "
+                         f"{context:,}-token context", field="--output-tokens")
+    return context
+
+
+RATE_PROBE_SHARE = 0.25  # of the time left, for each plan tried while searching the users a rate needs
+
+
+def _search_rate(rate: float, attempt: Callable[[int, float], _Attempt], start: float,
+                 deadline: float) -> tuple[_Attempt, list[str]]:
+    """The fewest users in flight whose plan finishes `rate` requests per second: one user, a
+    proportional guess, doubling until the rate is met or no plan exists, then halving the gap.
+    Each plan is the solver's own for that many users, so queueing and prefill competition at
+    that load are in its figures."""
+    def probe(users: int) -> _Attempt:
+        now = time.perf_counter()
+        return attempt(users, now + max(0.05, RATE_PROBE_SHARE * (deadline - now)))
+
+    tried: dict[int, _Attempt] = {}
+
+    def run(users: int) -> _Attempt:
+        if users not in tried:
+            tried[users] = probe(users)
+        return tried[users]
+
+    def meets(users: int) -> bool:
+        found = run(users)
+        return found.found and found.rate >= rate
+
+    low = run(1)
+    if not low.found:
+        return low, [f"--request-rate {rate:g}: no plan serves even one request at a time"]
+    if low.rate >= rate:
+        return low, [f"--request-rate {rate:g}: one request in flight finishes {low.rate:.3g} per second"]
+    bad, good, ceiling = 1, None, None  # bad: a plan, too slow; ceiling: no plan
+    users = min(MAX_USERS, max(2, math.ceil(rate / low.rate)))
+    while time.perf_counter() < deadline:
+        if meets(users):
+            good = users
+            break
+        if not run(users).found:
+            ceiling = users
+            break
+        if users == MAX_USERS:
+            break
+        bad, users = users, min(MAX_USERS, users * 2)
+    if good is None and ceiling is not None:
+        # The most users some plan holds lies between `bad` and `ceiling`; the rate may be met there.
+        while ceiling - bad > 1 and time.perf_counter() < deadline:
+            middle = (bad + ceiling) // 2
+            if meets(middle):
+                good = middle
+                break
+            if run(middle).found:
+                bad = middle
+            else:
+                ceiling = middle
+    if good is None:
+        best = max((a for a in tried.values() if a.found), key=lambda a: (a.rate, -a.request.users))
+        why = (f"--request-rate {rate:g}: the most this inventory sustains is {best.rate:.3g} requests per second "
+               f"({best.request.users} in flight)")
+        failed = tried[ceiling] if ceiling is not None else tried[max(tried)]
+        return failed, [why]
+    while good - bad > 1 and time.perf_counter() < deadline:
+        middle = (good + bad) // 2
+        if meets(middle):
+            good = middle
+        else:
+            bad = middle
+    chosen = tried[good]
+    return chosen, [f"--request-rate {rate:g}: {good} requests in flight (Little's law at this plan's latency) finish "
+                    f"{chosen.rate:.3g} per second"]
 
 
 def _run_train(args: DeployArgs, cluster: Cluster, model: ModelSpec, start: float, deadline: float) -> DeployResult:
@@ -189,7 +311,7 @@ def _run_train(args: DeployArgs, cluster: Cluster, model: ModelSpec, start: floa
         lora=resolve_lora(args), overhead_factor=resolve_overhead(args, exact=True), runtime_reserve_bytes=resolve_training_reserve(args),
         time_limit_s=args.time_limit, **{k: v for k, v in _pins(args, model).items() if k != "layer_split"},
     )
-    calibrations = load_calibration()
+    calibrations = load_calibration(engine.speed.speed_class)
     topology = build_topology(cluster)
     candidates = build_training_candidates(model, mix, request, cluster, calibrations, topology, engine, deadline=deadline)
     built = time.perf_counter()

@@ -131,7 +131,7 @@ def run_check(plan_file: str, inventory_file: str) -> CheckResult:
     engine = find_engine(plan.request.engine.id, kind=plan.mode)
     mix = _mix_of(plan)
     if isinstance(plan, ServePlan):
-        found = check_serve_plan(plan, model, mix, cluster, load_calibration(), build_topology(cluster), engine)
+        found = check_serve_plan(plan, model, mix, cluster, load_calibration(engine.speed.speed_class), build_topology(cluster), engine)
     else:
         lay = plan.layout
         assert lay is not None

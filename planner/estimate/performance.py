@@ -1,21 +1,23 @@
-"""Speed of a whole replica: its pipeline stages in order, each a tensor-parallel group.
+"""One forward pass of a whole replica: its pipeline stages in order, each a tensor-parallel group.
 
-One token of one user passes through every stage in turn, so a user's decode time per token is
-the sum of the stage times and the hops between them (llama.cpp's layer split and vLLM's
-pipeline both work this way for a single sequence). Users of a replica decode together as one
-batch; replicas run side by side.
+A token of one user passes through every stage in turn. Each stage adds two all-reduces per
+layer of the step's hidden states when it is tensor-parallel (Megatron tensor parallelism) and a
+hop to the next stage. Engines that keep several micro-batches in flight (vLLM, SGLang) split the
+users over the stages so all of them work at once; llama.cpp and MLX send one batch through the
+stages in turn. planner/estimate/serving.py turns these steps into sustained serving speed.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
-from planner.estimate.seed import classify_decode_speed
 from planner.estimate.speed import (
+    StageTime,
+    StepLoad,
     estimate_allreduce_s,
-    estimate_decode_stage_time,
     estimate_hop_s,
-    estimate_prefill_stage_time,
+    estimate_stage_step_time,
 )
 from planner.estimate.weights import WeightEstimate
 from planner.schemas.hardware import HardwareSpec
@@ -23,7 +25,8 @@ from planner.schemas.model import ModelSpec
 from planner.schemas.precision import PrecisionMix
 from planner.schemas.speed import SpeedCalibration
 
-ACTIVATION_BYTES = 2
+ACTIVATION_BYTES = 2  # hidden states travel in 16 bits
+PREFILL_CHUNK_GROUPS = 8  # a long prompt's chunks are timed in this many groups of equal chunks
 
 
 @dataclass(frozen=True)
@@ -38,84 +41,105 @@ class StagePlan:
     tp_latency_us: float = 0.0
     next_bandwidth_gb_s: float = 0.0  # hop to the next stage
     next_latency_us: float = 0.0
+    next_machine: bool = False  # the next stage is on another machine (the hop crosses the network)
 
 
 @dataclass(frozen=True)
-class ReplicaSpeed:
-    """Decode and prefill speed of one replica."""
+class StageStep:
+    """One stage's share of a step: its compute and memory, and the time on links."""
 
-    decode_step_s: float
-    decode_tokens_per_s_per_user: float
-    decode_tokens_per_s: float
-    time_to_first_token_s: float
-    bottleneck_stage: int
-    bottleneck: str  # memory bandwidth | compute | link
-    stage_seconds: tuple[float, ...]
-    tier: str
+    time: StageTime
+    link_s: float
+
+    @property
+    def total_s(self) -> float:
+        return self.time.total_s + self.link_s
+
+    @property
+    def bound(self) -> str:
+        return self.time.bound if self.time.busy_s >= self.link_s else "link"
 
 
-def estimate_replica_speed(
-    model: ModelSpec,
-    mix: PrecisionMix,
-    weights: WeightEstimate,
-    stages: list[StagePlan],
-    *,
-    users: int,
-    context: int,
-    prompt_tokens: int | None = None,
-) -> ReplicaSpeed:
-    """Per-user and total decode tokens/s, time to first token and the bottleneck of one replica."""
-    prompt = prompt_tokens if prompt_tokens is not None else max(1, context // 2)
-    decode_context = context
-    step = 0.0
-    prefill = 0.0
-    worst = (-1.0, 0, "memory bandwidth")
-    seconds = []
+@dataclass(frozen=True)
+class ReplicaStep:
+    """A step of the whole replica: the time between two tokens of one user."""
+
+    period_s: float
+    micro_batches: int
+    stages: tuple[StageStep, ...]
+
+    @property
+    def bottleneck_stage(self) -> int:
+        return max(range(len(self.stages)), key=lambda i: (self.stages[i].total_s, -i))
+
+    @property
+    def bound(self) -> str:
+        return self.stages[self.bottleneck_stage].bound
+
+
+def _stage_step(model: ModelSpec, mix: PrecisionMix, weights: WeightEstimate, stage: StagePlan, load: StepLoad,
+                first: bool, last: bool) -> StageStep:
+    memo = weights.derived.setdefault("stage_steps", {})
+    key = (stage, first, last, load)
+    if key in memo:
+        return memo[key]
+    time = estimate_stage_step_time(model, mix, weights, stage.device, stage.calibration, layers=stage.layers, first=first,
+                                    last=last, tensor_parallel_size=stage.tensor_parallel_size, load=load)
+    message = load.tokens * model.hidden_size * ACTIVATION_BYTES
+    link = 0.0
+    if stage.tensor_parallel_size > 1:
+        per_allreduce = estimate_allreduce_s(message, stage.tensor_parallel_size, stage.tp_bandwidth_gb_s or 1.0,
+                                             stage.tp_latency_us) + stage.calibration.allreduce_overhead_s
+        link += 2 * len(stage.layers) * per_allreduce
+    if not last:
+        link += estimate_hop_s(message, stage.next_bandwidth_gb_s or 1.0, stage.next_latency_us, stage.calibration,
+                               across_machines=stage.next_machine)
+    out = StageStep(time, link)
+    memo[key] = out
+    return out
+
+
+def estimate_replica_step(model: ModelSpec, mix: PrecisionMix, weights: WeightEstimate, stages: list[StagePlan],
+                          load: StepLoad, *, overlap: bool) -> ReplicaStep:
+    """One step of `load` through every stage. With `overlap` the load is split into as many
+    micro-batches as there are stages (at most one per decoding sequence): a user's token still
+    crosses every stage, but each stage serves the micro-batches one after another, so the
+    period is the longer of one micro-batch's trip and the busiest stage's whole round."""
     last = len(stages) - 1
-    memo = weights.derived.setdefault("stage_times", {})
-    for index, stage in enumerate(stages):
-        t = stage.tensor_parallel_size
-        key = (stage.device.id, stage.calibration, stage.layers.start, stage.layers.stop, index == 0, index == last,
-               t, users, decode_context, prompt)
-        if key not in memo:
-            memo[key] = (
-                estimate_decode_stage_time(model, mix, weights, stage.device, stage.calibration, layers=stage.layers,
-                                           first=index == 0, last=index == last, tensor_parallel_size=t, batch=users,
-                                           context=decode_context),
-                estimate_prefill_stage_time(model, mix, weights, stage.device, stage.calibration, layers=stage.layers,
-                                            last=index == last, tensor_parallel_size=t, prompt_tokens=prompt),
-            )
-        time, prefill_compute = memo[key]
-        # Two all-reduces per layer of the batch's hidden states (Megatron tensor parallelism).
-        allreduce = 2 * len(stage.layers) * estimate_allreduce_s(
-            users * model.hidden_size * ACTIVATION_BYTES, t, stage.tp_bandwidth_gb_s or 1.0, stage.tp_latency_us)
-        hop = 0.0
-        if index < last:
-            hop = estimate_hop_s(users * model.hidden_size * ACTIVATION_BYTES, stage.next_bandwidth_gb_s,
-                                 stage.next_latency_us, stage.calibration)
-        stage_compute = max(time.memory_s, time.compute_s)
-        if index == 0:
-            stage_compute += time.overhead_s
-        total = stage_compute + allreduce + hop
-        seconds.append(total)
-        kind = time.bound if stage_compute >= allreduce + hop else "link"
-        if total > worst[0]:
-            worst = (total, index, kind)
-        step += total
-        prefill_link = 2 * len(stage.layers) * estimate_allreduce_s(
-            prompt * model.hidden_size * ACTIVATION_BYTES, t, stage.tp_bandwidth_gb_s or 1.0, stage.tp_latency_us)
-        if index < last:
-            prefill_link += estimate_hop_s(prompt * model.hidden_size * ACTIVATION_BYTES, stage.next_bandwidth_gb_s,
-                                           stage.next_latency_us, stage.calibration)
-        prefill += prefill_compute + prefill_link
-    per_user = 1.0 / step
-    return ReplicaSpeed(
-        decode_step_s=step,
-        decode_tokens_per_s_per_user=per_user,
-        decode_tokens_per_s=per_user * users,
-        time_to_first_token_s=prefill + step,
-        bottleneck_stage=worst[1],
-        bottleneck=worst[2],
-        stage_seconds=tuple(seconds),
-        tier=classify_decode_speed(per_user),
-    )
+    micro = 1
+    if overlap and last > 0 and load.decode >= 1:
+        micro = min(len(stages), max(1, math.floor(load.decode)))
+    part = StepLoad(load.decode / micro, load.context, load.prefill / micro, load.prefill_position)
+    steps = tuple(_stage_step(model, mix, weights, s, part, i == 0, i == last) for i, s in enumerate(stages))
+    trip = sum(s.total_s for s in steps)
+    period = max(trip, micro * max(s.total_s for s in steps)) if micro > 1 else trip
+    return ReplicaStep(period, micro, steps)
+
+
+def estimate_prefill_s(model: ModelSpec, mix: PrecisionMix, weights: WeightEstimate, stages: list[StagePlan],
+                       prompt_tokens: int, chunk_tokens: int, *, pipelined: bool, decode: float = 0.0,
+                       context: int = 1) -> float:
+    """Seconds to prefill one prompt in chunks of `chunk_tokens`, each chunk sharing its forward
+    pass with `decode` decoding sequences. Chunks of one prompt follow each other; with
+    `pipelined` (llama.cpp) chunk k+1 enters the first stage while chunk k is on the next one."""
+    chunk = max(1, min(chunk_tokens, prompt_tokens))
+    count = math.ceil(prompt_tokens / chunk)
+    groups = min(count, PREFILL_CHUNK_GROUPS)
+    total = 0.0
+    slowest_stage = 0.0
+    done = 0
+    for g in range(groups):
+        in_group = count * (g + 1) // groups - count * g // groups
+        start = done * chunk
+        tokens_in_group = min(in_group * chunk, prompt_tokens - start)
+        size = max(1, round(tokens_in_group / in_group))
+        position = start + tokens_in_group // 2
+        step = estimate_replica_step(model, mix, weights, stages, StepLoad(decode, context, size, position), overlap=False)
+        total += in_group * step.period_s
+        slowest_stage = max(slowest_stage, max(s.total_s for s in step.stages))
+        done += in_group
+    if pipelined and len(stages) > 1 and count > 1:
+        # The trip of the first chunk, then one chunk out of the slowest stage per chunk after it.
+        first = total / count
+        return min(total, first + (count - 1) * slowest_stage)
+    return total

@@ -11,7 +11,7 @@ from planner.units import to_gib
 BAR_WIDTH = 24
 BAR_PARTS = (("weights_bytes", "W"), ("kv_cache_bytes", "K"), ("activations_bytes", "A"), ("gradients_bytes", "G"),
              ("optimizer_bytes", "S"), ("overhead_bytes", "O"))
-REQUEST_LINE = ("users", "context", "prompt_tokens", "min_tokens_per_s", "objective", "gpu_memory_utilization",
+REQUEST_LINE = ("users", "request_rate", "context", "prompt_tokens", "output_tokens", "min_tokens_per_s", "max_ttft_s", "objective", "gpu_memory_utilization",
                 "global_batch_size", "micro_batch_size", "sequence_length", "optimizer", "zero_stage", "offload", "recompute")
 
 
@@ -62,9 +62,10 @@ def to_plan_text(data: dict[str, Any]) -> str:
     if not data["replicas"]:
         return "\n".join(lines + ["", "No plan fits."] + data.get("explanation", []))
     perf = data["performance"]
-    lines.append(f"Speed: {perf['decode_tokens_per_s_per_user']:,.1f} tokens/s per user ({perf['tier']}), "
-                 f"{perf['decode_tokens_per_s_total']:,.1f} tokens/s in all; time to first token "
-                 f"{perf['time_to_first_token_s']:,.2f} s; bottleneck: {perf['bottleneck']}")
+    lines.append(f"Speed under load ({perf['prompt_tokens']:,}-token prompts, {perf['output_tokens']:,} output tokens): "
+                 f"{perf['decode_tokens_per_s_per_user']:,.1f} tokens/s per user ({perf['tier']}), "
+                 f"{perf['decode_tokens_per_s_total']:,.1f} tokens/s in all, {perf['requests_per_s']:,.3g} requests/s; "
+                 f"time to first token {perf['time_to_first_token_s']:,.2f} s; bottleneck: {perf['bottleneck']}")
     cap = data["capacity"]
     context = data["request"]["context"]
     lines.append(f"Capacity: {cap['kv_cache_tokens']:,} KV-cache tokens per replica as the engine reports it, "

@@ -72,6 +72,21 @@ class EngineMemory(_Frozen):
     source: str = Field(min_length=8, description="Where the figures come from.")
 
 
+class EngineSpeed(_Frozen):
+    """How the engine schedules work, which decides its speed (planner/estimate/serving.py)."""
+
+    speed_class: Literal["gpu-server", "llama.cpp", "mlx", "training"] = Field(
+        description="Which fitted efficiencies apply (planner/catalog/calibration.yaml).")
+    pipeline_overlap: bool = Field(
+        description="Decode micro-batches of different users run on different pipeline stages at once (vLLM, SGLang).")
+    chunked_prefill: bool = Field(
+        description="Prompts are cut into chunks that share forward passes with everyone's decode; otherwise a prompt's "
+                    "prefill stops decoding while it runs.")
+    prefill_pipelined: bool = Field(
+        False, description="One prompt's chunks flow through the pipeline stages overlapped (llama.cpp's pipeline parallelism).")
+    source: str = Field(min_length=8, description="Where the scheduling rules come from.")
+
+
 class TrainingRules(_Frozen):
     """What a training engine accepts of ZeRO, offload and pipeline splits."""
 
@@ -96,6 +111,7 @@ class EngineProfile(_Frozen):
     weights: tuple[FormatSupport, ...] = Field(min_length=1, description="Weight formats it runs.")
     kv_cache: tuple[FormatSupport, ...] = Field((), description="KV-cache dtypes it runs (serving).")
     memory: EngineMemory = Field(description="Its memory accounting.")
+    speed: EngineSpeed = Field(description="Its scheduling, for the speed model.")
     training: TrainingRules | None = Field(None, description="Training engines: ZeRO, offload and pipeline rules.")
     fallback_weights: str | None = Field(None, description="Weight format used by default when the model's own cannot run here.")
     notes: str | None = Field(None, description="What it cannot run, and other limits worth knowing.")

@@ -33,6 +33,8 @@ class HardwareSpec(_Frozen):
     fp32_tflops: float = Field(gt=0, description="Dense FP32 peak (non-tensor).")
     fp16_tflops: float = Field(gt=0, description="Dense FP16/BF16 peak with tensor cores where present.")
     bf16_tflops: float | None = Field(None, gt=0, description="Dense BF16 peak when it differs from FP16 (else same).")
+    fp16_accumulate_tflops: float | None = Field(
+        None, gt=0, description="Dense FP16 tensor peak with FP16 accumulate, where it exceeds fp16_tflops (GeForce: twice the FP32-accumulate rate).")
     fp8_tflops: float | None = Field(None, gt=0, description="Dense FP8 peak, if supported.")
     int8_tops: float | None = Field(None, gt=0, description="Dense INT8 peak in TOPS, if supported.")
     fp4_tflops: float | None = Field(None, gt=0, description="Dense FP4 peak, if supported.")

@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 from planner.schemas.serving import ServeRequest
 from planner.schemas.training import TrainRequest
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 
 
 class SolveStatus(str, Enum):
@@ -147,7 +147,7 @@ class StageOut(_Out):
     tensor_parallel_size: int = Field(ge=1, description="Devices sharing each layer.")
     holds_embedding: bool = Field(description="First stage: the token embedding.")
     holds_lm_head: bool = Field(description="Last stage: final norm and lm_head.")
-    decode_step_s: float = Field(ge=0, description="This stage's share of one decode step, including its link time.")
+    decode_step_s: float = Field(ge=0, description="This stage's time for one decode step of its micro-batch, including its link time.")
     kv_cache_tokens: int = Field(ge=0, description="Tokens this stage's free memory holds in the engine's blocks, before the replica takes the smallest stage's.")
     devices: list[DeviceOut] = Field(description="The tensor-parallel ranks.")
 
@@ -170,8 +170,15 @@ class ReplicaOut(_Out):
 
     index: int = Field(ge=0, description="Replica number.")
     users: int = Field(ge=1, description="Users this replica serves.")
-    decode_tokens_per_s_per_user: float = Field(ge=0, description="Tokens/s each of its users sees.")
-    time_to_first_token_s: float = Field(ge=0, description="Prefill of one prompt plus the first decode step.")
+    decode_tokens_per_s_per_user: float = Field(ge=0, description="Tokens/s each of its users sees, other users' prompts included (1 / time per output token).")
+    decode_tokens_per_s: float = Field(ge=0, description="Output tokens/s of all its users, sustained.")
+    decode_only_tokens_per_s_per_user: float = Field(ge=0, description="Per-user speed if no prompt arrived (the decode-only ceiling).")
+    time_to_first_token_s: float = Field(ge=0, description="Queueing plus the prompt's prefill at this load.")
+    queue_s: float = Field(ge=0, description="The part of the time to first token spent waiting for the step budget.")
+    prefill_tokens_per_s: float = Field(ge=0, description="Prompt tokens/s of one prompt on an idle replica (llama-bench's pp).")
+    requests_per_s: float = Field(ge=0, description="Requests it finishes per second in steady state (Little's law).")
+    prefill_share: float = Field(ge=0, le=1, description="Share of its step time spent on prompts.")
+    bottleneck: str = Field(description="What limits it: memory bandwidth, compute, link or prefill competition, and a full cache.")
     engine: EngineSettingsOut = Field(description="The launch's settings.")
     kv_cache_tokens: int = Field(ge=0, description="The cache size the engine reports at start-up (vLLM 'GPU KV cache size: N tokens', SGLang max_total_num_tokens, llama.cpp n_ctx).")
     max_concurrency: float = Field(ge=0, description="Requests of the full context the cache holds at once (vLLM 'Maximum concurrency for C tokens per request').")
@@ -183,9 +190,12 @@ class ReplicaOut(_Out):
 class PerformanceOut(_Out):
     """Expected serving speed."""
 
-    decode_tokens_per_s_per_user: float = Field(ge=0, description="The slowest replica's per-user decode speed.")
-    decode_tokens_per_s_total: float = Field(ge=0, description="All users together.")
-    time_to_first_token_s: float = Field(ge=0, description="The slowest replica's time to first token.")
+    decode_tokens_per_s_per_user: float = Field(ge=0, description="The slowest replica's per-user decode speed under load.")
+    decode_tokens_per_s_total: float = Field(ge=0, description="Output tokens/s of all users together, sustained.")
+    time_to_first_token_s: float = Field(ge=0, description="The slowest replica's time to first token, queueing included.")
+    requests_per_s: float = Field(ge=0, description="Requests the plan finishes per second in steady state.")
+    prompt_tokens: int = Field(ge=1, description="Tokens in each request's prompt.")
+    output_tokens: int = Field(ge=1, description="Tokens each request generates.")
     bottleneck: str = Field(description="Which replica and stage limits speed, and by what.")
     tier: str = Field(description="The seed guide's verdict: painful (< 10), acceptable (10-20), smooth (20+).")
 
@@ -202,7 +212,7 @@ class CapacityOut(_Out):
 class ServePlan(_Out):
     """A serving plan."""
 
-    schema_version: Literal[4] = Field(SCHEMA_VERSION, description="Version of this document's schema.")
+    schema_version: Literal[5] = Field(SCHEMA_VERSION, description="Version of this document's schema.")
     mode: Literal["serve"] = Field("serve", description="A serving plan.")
     request: ServePlanRequest = Field(description="Every input that shaped the plan.")
     inventory: InventoryRef = Field(description="The inventory planned on.")
@@ -287,7 +297,7 @@ class TrainPerformanceOut(_Out):
 class TrainPlan(_Out):
     """A training plan."""
 
-    schema_version: Literal[4] = Field(SCHEMA_VERSION, description="Version of this document's schema.")
+    schema_version: Literal[5] = Field(SCHEMA_VERSION, description="Version of this document's schema.")
     mode: Literal["train"] = Field("train", description="A training plan.")
     request: TrainPlanRequest = Field(description="Every input that shaped the plan.")
     inventory: InventoryRef = Field(description="The inventory planned on.")

@@ -26,10 +26,13 @@ class ServeRequest(BaseModel):
 
     users: int = Field(1, ge=1, le=MAX_USERS, description="Concurrent users (sequences) to serve.")
     context: int = Field(4096, ge=1, le=MAX_CONTEXT_TOKENS, description="Tokens per user held in the KV cache (prompt plus output).")
-    prompt_tokens: int | None = Field(None, ge=1, le=MAX_CONTEXT_TOKENS, description="Prompt length for time to first token (default: half the context).")
+    prompt_tokens: int | None = Field(None, ge=1, le=MAX_CONTEXT_TOKENS, description="Tokens in each request's prompt (default: half the context, or the context less the output).")
+    output_tokens: int | None = Field(None, ge=1, le=MAX_CONTEXT_TOKENS, description="Tokens each request generates (default: the context less the prompt).")
     prefill_chunk: int | None = Field(None, ge=1, le=MAX_BATCH, description="Tokens per forward pass: vLLM max_num_batched_tokens, SGLang chunked_prefill_size, llama.cpp ubatch (null: the engine's default on each device).")
     max_sequences: int | None = Field(None, ge=1, le=MAX_USERS, description="The engine's concurrency cap: vLLM max_num_seqs, SGLang max_running_requests, llama.cpp slots (null: its default, raised to the users a replica serves).")
-    min_tokens_per_s: float | None = Field(None, gt=0, le=1e9, description="Every user must decode at least this fast.")
+    min_tokens_per_s: float | None = Field(None, gt=0, le=1e9, description="Every user must decode at least this fast, under load.")
+    max_ttft_s: float | None = Field(None, gt=0, le=1e6, description="Every request must see its first token within this many seconds, queueing included.")
+    request_rate: float | None = Field(None, gt=0, le=1e7, description="Requests per second to sustain; `users` is then the concurrency that takes (Little's law).")
     objective: Objective = Field("throughput", description="What to optimise once everything fits (planner/schemas/objectives.py).")
     gpu_memory_utilization: float | None = Field(
         None, gt=0, le=1, description="Share of a GPU's memory the engine takes: vLLM gpu_memory_utilization, SGLang mem_fraction_static (null: the engine's default)."
@@ -47,11 +50,18 @@ class ServeRequest(BaseModel):
 
     @model_validator(mode="before")
     @classmethod
-    def _default_prompt(cls, data: object) -> object:
-        if isinstance(data, dict) and data.get("prompt_tokens") is None:
+    def _default_lengths(cls, data: object) -> object:
+        if isinstance(data, dict):
             context = data.get("context", 4096)
             if isinstance(context, int) and not isinstance(context, bool):
-                data = {**data, "prompt_tokens": max(1, context // 2)}
+                prompt, output = data.get("prompt_tokens"), data.get("output_tokens")
+                if prompt is None:
+                    prompt = max(1, context - output) if isinstance(output, int) and output < context else max(1, context // 2)
+                    data = {**data, "prompt_tokens": prompt}
+                if output is None and isinstance(prompt, int):
+                    data = {**data, "output_tokens": max(1, context - prompt)}
+                elif isinstance(output, int) and isinstance(prompt, int) and prompt + output > context:
+                    raise ValueError(f"a {prompt:,}-token prompt and {output:,} output tokens do not fit a {context:,}-token context")
         return data
 
     @model_validator(mode="after")

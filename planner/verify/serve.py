@@ -17,7 +17,8 @@ from planner.estimate.attention import build_layer_attention
 from planner.estimate.engine_support import family_of
 from planner.estimate.engines import EngineMemory, EngineSettings, build_engine_memory
 from planner.estimate.parallelism import check_tensor_parallel_size
-from planner.estimate.performance import StagePlan, estimate_replica_speed
+from planner.estimate.performance import StagePlan
+from planner.estimate.serving import ReplicaSpeed, Workload, estimate_replica_speed
 from planner.estimate.shards import estimate_shard_fraction, is_on_stage
 from planner.estimate.weights import WeightEstimate, estimate_weight_bytes
 from planner.schemas.engine import EngineProfile
@@ -125,7 +126,8 @@ def _check_replica(replica: ReplicaOut, model: ModelSpec, mix: PrecisionMix, wei
 
 
 def _replica_speed(replica_stages: list[tuple], model: ModelSpec, mix: PrecisionMix, weights: WeightEstimate,
-                   request: ServeRequest, users: int, calibrations: dict[str, SpeedCalibration], topology: Topology) -> float:
+                   request: ServeRequest, replica: ReplicaOut, calibrations: dict[str, SpeedCalibration], topology: Topology,
+                   engine: EngineProfile, node_of: dict[str, str]) -> ReplicaSpeed:
     plans = []
     for k, (device, layers, t, head, second) in enumerate(replica_stages):
         tp_route = topology.route(head, second) if second else None
@@ -134,10 +136,27 @@ def _replica_speed(replica_stages: list[tuple], model: ModelSpec, mix: Precision
             device.spec, layers, t, calibrations[device.spec.calibration_class],
             tp_route.bandwidth_gb_s if tp_route else 0.0, tp_route.latency_us if tp_route else 0.0,
             nxt.bandwidth_gb_s if nxt else 0.0, nxt.latency_us if nxt else 0.0,
+            nxt is not None and node_of[head] != node_of[replica_stages[k + 1][3]],
         ))
-    speed = estimate_replica_speed(model, mix, weights, plans, users=users, context=request.context,
-                                   prompt_tokens=request.prompt_tokens)
-    return speed.decode_tokens_per_s_per_user
+    workload = Workload(users=replica.users, prompt_tokens=request.prompt_tokens or 1, output_tokens=request.output_tokens or 1,
+                        batch_tokens=replica.engine.batch_tokens)
+    return estimate_replica_speed(model, mix, weights, plans, workload=workload, scheduling=engine.speed)
+
+
+def check_replica_speed(replica: ReplicaOut, speed: ReplicaSpeed, request: ServeRequest) -> list[str]:
+    """The targets a replica misses by the recomputed speed, and figures the plan states that the
+    recomputation does not give (to the rounding the plan is written with)."""
+    problems = []
+    per_user = speed.decode_tokens_per_s_per_user
+    if request.min_tokens_per_s and per_user < request.min_tokens_per_s * 0.999:
+        problems.append(f"replica {replica.index}: {per_user:,.1f} tokens/s per user, below {request.min_tokens_per_s:g}")
+    if request.max_ttft_s and speed.time_to_first_token_s > request.max_ttft_s * 1.001:
+        problems.append(f"replica {replica.index}: {speed.time_to_first_token_s:,.2f} s to the first token, above "
+                        f"{request.max_ttft_s:g} s")
+    if replica.decode_tokens_per_s > speed.decode_tokens_per_s * 1.01 + 1e-3:
+        problems.append(f"replica {replica.index}: claims {replica.decode_tokens_per_s:,.1f} tokens/s, recomputed "
+                        f"{speed.decode_tokens_per_s:,.1f}")
+    return problems
 
 
 def check_serve_plan(plan: ServePlan, model: ModelSpec, mix: PrecisionMix, cluster: Cluster,
@@ -160,12 +179,15 @@ def check_serve_plan(plan: ServePlan, model: ModelSpec, mix: PrecisionMix, clust
         found, stages = _check_replica(replica, model, mix, weights, request, devices, seen, memory,
                                        engine.layout.embedding_on_host, needs)
         problems += found
-        if request.min_tokens_per_s and stages and len(stages) == len(replica.stages):
-            speed = _replica_speed(stages, model, mix, weights, request, replica.users, calibrations, topology)
-            if speed < request.min_tokens_per_s * 0.999:
-                problems.append(f"replica {replica.index}: {speed:,.1f} tokens/s per user, below {request.min_tokens_per_s:g}")
+        if stages and len(stages) == len(replica.stages):
+            speed = _replica_speed(stages, model, mix, weights, request, replica, calibrations, topology, engine,
+                                   {d.id: d.node for d in cluster.devices})
+            problems += check_replica_speed(replica, speed, request)
     if users != request.users:
         problems.append(f"the replicas serve {users} users, {request.users} were asked for")
+    if request.request_rate and plan.performance and plan.performance.requests_per_s < request.request_rate * 0.999:
+        problems.append(f"the replicas finish {plan.performance.requests_per_s:.3g} requests per second, "
+                        f"{request.request_rate:g} were asked for")
     families = list(dict.fromkeys(f for f in (family_of(i.format_id, mix) for i in weights.tensors) if f))
     if model.checkpoint is not None and model.checkpoint.format == "gguf" and mix.weights.id == "checkpoint":
         families = list(dict.fromkeys("gguf" if f in ("float", "int8") else f for f in families))
