@@ -25,6 +25,38 @@ def _score(candidates: CandidateSet, copies: list[int]) -> tuple:
     return tuple(key)
 
 
+def _packs(sizes: list[int], machines: int, per_machine: int) -> bool:
+    """Whether runs of these sizes go into `machines` machines of `per_machine` devices each, every
+    run whole in one machine (depth-first, largest first, skipping machines as full as one tried)."""
+    sizes = sorted(sizes, reverse=True)
+    free = [per_machine] * machines
+
+    def place(i: int) -> bool:
+        if i == len(sizes):
+            return True
+        tried = set()
+        for m in range(machines):
+            if free[m] >= sizes[i] and free[m] not in tried:
+                tried.add(free[m])
+                free[m] -= sizes[i]
+                if place(i + 1):
+                    return True
+                free[m] += sizes[i]
+        return False
+
+    return place(0)
+
+
+def fits_machines(candidates: CandidateSet, copies: list[int]) -> bool:
+    """Every replica's runs of stages (Recipe.blocks) fit the machines of their device class."""
+    runs: dict[int, list[int]] = {}
+    for recipe, n in zip(candidates.recipes, copies):
+        for cls, devices, _ in recipe.blocks:
+            runs.setdefault(cls, []).extend([devices] * n)
+    return all(_packs(sizes, len(candidates.classes[cls].nodes), candidates.classes[cls].devices_per_node)
+               for cls, sizes in runs.items())
+
+
 def brute_force_best(candidates: CandidateSet, *, limit: int = 200_000) -> tuple[tuple, dict[int, int]] | None:
     """The best (key, copies) over every feasible combination of copies, or None when no
     combination serves exactly the users."""
@@ -40,7 +72,7 @@ def brute_force_best(candidates: CandidateSet, *, limit: int = 200_000) -> tuple
         if visited > limit:
             raise RuntimeError("instance too large for brute force")
         if i == len(recipes):
-            if left == 0:
+            if left == 0 and fits_machines(candidates, copies):
                 key = _score(candidates, copies)
                 if best is None or key > best[0]:
                     best = (key, list(copies))

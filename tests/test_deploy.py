@@ -194,6 +194,20 @@ def test_cp_sat_matches_brute_force(instance) -> None:
     _check_against_oracle(*instance)
 
 
+TWO_MACHINES = {"name": "two-machines", "network": "ethernet-10g", "nodes": [
+    {"name": f"n{n}", "devices": [{"type": "rtx-3090", "count": 3, "price_usd": 700}]} for n in range(2)]}
+
+
+@pytest.mark.parametrize("context", [2048, 8192, 32768])
+@pytest.mark.parametrize("objective", sorted(OBJECTIVES))
+def test_runs_of_stages_stay_in_their_machine(context: int, objective: str) -> None:
+    # Two machines of three: a replica of two stages must not straddle them over 10 GbE when its
+    # speed was computed for a hop inside one machine (found by the property test above).
+    _check_against_oracle(TWO_MACHINES, "qwen3-14b", "bf16", 2, context, objective)
+    _check_against_oracle(TWO_MACHINES, "qwen3-14b", "bf16", 3, context, objective)
+    _check_against_oracle(TWO_MACHINES, "qwen2.5-7b", "bf16", 5, context, objective)
+
+
 MIXED = {"name": "mixed", "network": "ethernet-10g", "nodes": [
     {"name": "a", "devices": [{"type": "rtx-3090", "count": 2, "price_usd": 700}]},
     {"name": "b", "devices": [{"type": "rtx-4090", "count": 1, "price_usd": 1600}]},

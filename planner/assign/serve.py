@@ -28,38 +28,43 @@ class AssignmentError(Exception):
     """The chosen copies do not fit the devices (a solver or candidate bug, never user input)."""
 
 
-def assign_devices(candidates: CandidateSet, copies: dict[int, int]) -> list[tuple[int, list[list[str]]]]:
-    """For each replica (recipe index, device ids per stage). A block is a stage, or for an engine
-    that needs the same devices on every machine of a replica, the run of stages one machine holds
-    (Recipe.stages_per_machine). Larger blocks are placed first (so identical machines pack
-    exactly), each in the machine with the fewest free devices that still fits it, preferring the
-    machines the replica already uses."""
+def assign_devices(candidates: CandidateSet, copies: dict[int, int],
+                   runs: dict[int, tuple[dict[int, int], ...]] | None = None) -> list[tuple[int, list[list[str]]]]:
+    """For each replica (recipe index, device ids per stage). Each run of stages a recipe keeps in
+    one machine (Recipe.blocks) goes into one machine whole, largest runs first; in a class the
+    solver packed (`runs`: per machine, the runs of each size it holds) into a machine it left
+    room for, elsewhere into any machine with room (run sizes there form a chain, so any machine
+    with room fits: candidates/packing.py). Of the machines that fit, one the replica already
+    uses, then the one with the fewest free devices."""
+    runs = runs or {}
     free: dict[int, list[list[str]]] = {c.index: [list(ids) for ids in c.device_ids] for c in candidates.classes}
+    slots = {cls: [dict(machine) for machine in per_machine] for cls, per_machine in runs.items()}
     replicas: list[tuple[int, list[list[str] | None]]] = []
     blocks = []
     for index in sorted(copies):
         recipe = candidates.recipes[index]
-        run = recipe.stages_per_machine or 1
         for _ in range(copies[index]):
             r = len(replicas)
             replicas.append((index, [None] * len(recipe.stages)))
-            for start in range(0, len(recipe.stages), run):
-                stages = list(range(start, min(start + run, len(recipe.stages))))
-                unit = recipe.stages[start].unit
-                blocks.append((-unit.tp * len(stages), r, start, stages, unit.device_class.index, unit.tp))
-    used_nodes: dict[int, set[int]] = {}
-    for need, r, _, stages, cls, tp in sorted(blocks, key=lambda b: b[:3]):
+            for b, (cls, devices, stages) in enumerate(recipe.blocks):
+                blocks.append((-devices, r, b, cls, stages, recipe.stages[stages[0]].unit.tp))
+    used_nodes: dict[int, set[tuple[int, int]]] = {}
+    for need, r, _, cls, stages, tp in sorted(blocks, key=lambda b: b[:3]):
         nodes = free[cls]
-        fits = [n for n, ids in enumerate(nodes) if len(ids) >= -need]
+        if cls in slots:
+            fits = [n for n, left in enumerate(slots[cls]) if left.get(-need, 0) > 0]
+        else:
+            fits = [n for n, ids in enumerate(nodes) if len(ids) >= -need]
         if not fits:
-            raise AssignmentError(f"device class {cls} ran out of devices while assigning replica {r}")
-        fresh = [n for n in fits if n not in used_nodes.get(r, set())]
-        preferred = [n for n in fits if n in used_nodes.get(r, set())] if len(stages) == 1 else fresh
-        choice = min(preferred or fits, key=lambda n: (len(nodes[n]), n))
+            raise AssignmentError(f"device class {cls} has no machine left for a run of {-need} devices (replica {r})")
+        mine = used_nodes.get(r, set())
+        choice = min(fits, key=lambda n: ((cls, n) not in mine, len(nodes[n]), n))
+        if cls in slots:
+            slots[cls][choice][-need] -= 1
         for k in stages:
             replicas[r][1][k] = nodes[choice][:tp]
             del nodes[choice][:tp]
-        used_nodes.setdefault(r, set()).add(choice)
+        used_nodes.setdefault(r, set()).add((cls, choice))
     return [(index, [ids for ids in stages if ids is not None]) for index, stages in replicas]
 
 
@@ -134,7 +139,7 @@ def build_serve_plan(candidates: CandidateSet, result: SolveResult, *, request: 
     if result.status not in (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE):
         return ServePlan(request=request, inventory=inventory, replicas=[], performance=None, capacity=None,
                          unused_devices=all_ids, verification=[], solver=solver)
-    assigned = assign_devices(candidates, result.copies)
+    assigned = assign_devices(candidates, result.copies, result.runs)
     replicas = [_replica(candidates, r, candidates.recipes[index], ids) for r, (index, ids) in enumerate(assigned)]
     used = {d.id for replica in replicas for stage in replica.stages for d in stage.devices}
     chosen = [candidates.recipes[index] for index, _ in assigned]

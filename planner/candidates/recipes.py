@@ -19,6 +19,7 @@ from planner.candidates.classes import (
 )
 from planner.candidates.engine_rules import check_units, even_counts, stages_per_machine
 from planner.candidates.fill import Stage, build_stages, fill_layers
+from planner.candidates.packing import classes_to_pack
 from planner.estimate.engine_support import check_mix_on_device
 from planner.estimate.engines import EngineSettings, KVCapacity, build_engine_memory
 from planner.estimate.performance import StagePlan
@@ -56,7 +57,10 @@ class Recipe:
     price_usd: float | None
     settings: EngineSettings  # what its launch runs with
     capacity: KVCapacity  # its cache in the engine's own terms
-    stages_per_machine: int | None = None  # every machine of the replica holds this many stages (None: no rule)
+    # Runs of consecutive stages placed in one machine: (class index, devices, stage indices). Its
+    # speed assumes a hop inside a run stays in the machine and any other hop takes the slowest
+    # route between the machines it may land on; the solver packs runs into machines whole.
+    blocks: tuple[tuple[int, int, tuple[int, ...]], ...] = ()
 
     @property
     def devices(self) -> int:
@@ -173,7 +177,7 @@ class RecipeBuilder:
         self.units = [UnitType(c, t) for c in self.classes if c.index not in self.unsupported
                       for t in tp_options(c, model) if not (no_tp and t > 1) and (pinned_tp is None or t == pinned_tp)]
         self.stages_pinned = request.pipeline_parallel_size or (len(request.layer_split) if request.layer_split else None)
-        self._routes: dict[tuple[int, int, bool], tuple[float, float, bool]] = {}
+        self._routes: dict[tuple, tuple[float, float, bool]] = {}
         self._node_of = {d.id: d.node for d in cluster.devices}
         self._speed_keys: dict[tuple[int, int], tuple[float, int, int]] = {}
 
@@ -184,23 +188,51 @@ class RecipeBuilder:
     def calibration(self, unit: UnitType) -> SpeedCalibration:
         return self.calibrations[unit.device_class.spec.calibration_class]
 
-    def _route(self, a: DeviceClass, b: DeviceClass, same_node: bool) -> tuple[float, float]:
-        return self._link(a, b, same_node)[:2]
-
-    def _link(self, a: DeviceClass, b: DeviceClass, same_node: bool) -> tuple[float, float, bool]:
-        """(bandwidth, latency, crosses machines) from a device of `a` to one of `b`."""
-        key = (a.index, b.index, same_node)
+    def _in_machine(self, a: DeviceClass) -> tuple[float, float]:
+        """(bandwidth, latency) between two devices of `a` in one machine."""
+        key = ("in", a.index)
         if key not in self._routes:
-            if same_node or (a.index == b.index and len(a.nodes) == 1):
-                src, dst = a.device_ids[0][0], a.device_ids[0][-1]
-            elif a.index == b.index:
-                src, dst = a.device_ids[0][0], a.device_ids[1][0]
-            else:
-                src, dst = a.device_ids[0][0], b.device_ids[0][0]
+            src, dst = a.device_ids[0][0], a.device_ids[0][-1]
             route = self.topology.route(src, dst) if src != dst else None
-            crosses = self._node_of[src] != self._node_of[dst]
-            self._routes[key] = ((route.bandwidth_gb_s, route.latency_us) if route else (a.link.bandwidth_gb_s, a.link.latency_us)) + (crosses,)
+            self._routes[key] = ((route.bandwidth_gb_s, route.latency_us) if route else
+                                 (a.link.bandwidth_gb_s, a.link.latency_us)) + (False,)
+        return self._routes[key][:2]
+
+    def _between_machines(self, a: DeviceClass, b: DeviceClass) -> tuple[float, float, bool]:
+        """The slowest route a hop from a device of `a` to one of `b` in another run may take:
+        the narrowest bandwidth and the longest latency between any two of their machines
+        (bandwidth over the paths from one machine to the rest; latency by a double sweep, both
+        exact on the inventory's tree), and whether it may cross machines."""
+        key = ("between", a.index, b.index)
+        if key not in self._routes:
+            ends = list(dict.fromkeys([ids[0] for ids in a.device_ids] + [ids[0] for ids in b.device_ids]))
+            if len(ends) < 2:
+                self._routes[key] = self._in_machine(a) + (False,)
+            else:
+                routes = [self.topology.route(ends[0], d) for d in ends[1:]]
+                far = ends[1 + max(range(len(routes)), key=lambda i: (routes[i].latency_us, -i))]
+                latency = max(self.topology.route(far, d).latency_us for d in ends if d != far)
+                crosses = len({self._node_of[d] for d in ends}) > 1
+                self._routes[key] = (min(r.bandwidth_gb_s for r in routes), latency, crosses)
         return self._routes[key]
+
+    def _blocks(self, ordered: list[UnitType]) -> tuple[tuple[int, int, tuple[int, ...]], ...]:
+        """The runs of consecutive stages one machine holds: a run grows while the next stage is of
+        the same class and still fits the machine; an engine that needs the same devices on every
+        machine of a replica puts the same number of stages in each."""
+        run = len(ordered)
+        if self.engine.layout.same_devices_per_machine:
+            run = stages_per_machine(ordered) or len(ordered)
+        blocks: list[tuple[int, int, tuple[int, ...]]] = []
+        for k, unit in enumerate(ordered):
+            cls = unit.device_class
+            if blocks:
+                c, n, ks = blocks[-1]
+                if c == cls.index and n + unit.tp <= cls.devices_per_node and len(ks) < run:
+                    blocks[-1] = (c, n + unit.tp, ks + (k,))
+                    continue
+            blocks.append((cls.index, unit.tp, (k,)))
+        return tuple(blocks)
 
     def _ordered(self, units: list[UnitType]) -> list[UnitType]:
         """Fastest first (llama.cpp and exo give the first devices the most layers this way)."""
@@ -231,17 +263,18 @@ class RecipeBuilder:
         if isinstance(spans, str):
             return spans
         plans = []
-        used_in_node: dict[int, int] = {}
+        blocks = self._blocks(ordered)
+        run_of = {k: b for b, (_, _, ks) in enumerate(blocks) for k in ks}
         for k, (unit, (start, end)) in enumerate(zip(ordered, spans)):
             cls = unit.device_class
-            tp_bw, tp_lat = self._route(cls, cls, True) if unit.tp > 1 else (0.0, 0.0)
+            tp_bw, tp_lat = self._in_machine(cls) if unit.tp > 1 else (0.0, 0.0)
             next_bw = next_lat = 0.0
             crosses = False
-            used_in_node[cls.index] = used_in_node.get(cls.index, 0) + unit.tp
             if k + 1 < len(ordered):
-                nxt = ordered[k + 1].device_class
-                same = nxt.index == cls.index and used_in_node[cls.index] + ordered[k + 1].tp <= cls.devices_per_node
-                next_bw, next_lat, crosses = self._link(cls, nxt, same)
+                if run_of[k + 1] == run_of[k]:
+                    next_bw, next_lat = self._in_machine(cls)
+                else:
+                    next_bw, next_lat, crosses = self._between_machines(cls, ordered[k + 1].device_class)
             plans.append(StagePlan(cls.spec, range(start, end), unit.tp, self.calibration(unit), tp_bw, tp_lat, next_bw, next_lat,
                                    crosses))
         stages, settings, capacity = build_stages(self.sizer, self.budgets, ordered, spans, users)
@@ -258,8 +291,7 @@ class RecipeBuilder:
             by_class[unit.device_class.index] = by_class.get(unit.device_class.index, 0) + unit.tp
         prices = [unit.device_class.price_usd for unit in ordered]
         price = None if any(p is None for p in prices) else sum(p * u.tp for p, u in zip(prices, ordered))
-        spread = stages_per_machine(ordered) if self.engine.layout.same_devices_per_machine else None
-        return Recipe(index, stages, users, speed, tuple(sorted(by_class.items())), price, settings, capacity, spread)
+        return Recipe(index, stages, users, speed, tuple(sorted(by_class.items())), price, settings, capacity, blocks)
 
     def build(self) -> CandidateSet:
         """Every recipe worth considering, and every rejection with its reason; stops at the
@@ -312,7 +344,7 @@ class RecipeBuilder:
                            f"(largest untried {out.user_values[done] if done < values else '-'})")
             if phase.startswith("one"):
                 out.cut.append("pipelines mixing device types: not tried")
-        out.recipes = without_dominated(out.recipes, self.request.objective)
+        out.recipes = without_dominated(out.recipes, self.request.objective, frozenset(classes_to_pack(out)))
         return out
 
     def memory_proportional_recipe(self, users: int) -> Recipe | str:
@@ -485,12 +517,22 @@ class RecipeBuilder:
                                       even_counts(self.engine, len(units), self.model.num_layers)), list)
 
 
-def _dominates(a: Recipe, b: Recipe, terms: tuple) -> bool:
-    """`a` can replace `b` in any plan: the same users, no more devices of any class, and no worse
-    on every term of the objective (so no plan using `b` beats the same plan using `a`)."""
+def _runs(recipe: Recipe, cls: int) -> list[int]:
+    return sorted((n for c, n, _ in recipe.blocks if c == cls), reverse=True)
+
+
+def _dominates(a: Recipe, b: Recipe, terms: tuple, packed: frozenset[int] = frozenset()) -> bool:
+    """`a` can replace `b` in any plan: the same users, no more devices of any class, in classes
+    packed machine by machine runs that fit wherever `b`'s do (each of `a`'s runs there matched to
+    one of `b`'s at least as large), and no worse on every term of the objective (so no plan using
+    `b` beats the same plan using `a`)."""
     used_a, used_b = dict(a.devices_by_class), dict(b.devices_by_class)
     if any(used_a.get(c, 0) > used_b.get(c, 0) for c in set(used_a) | set(used_b)):
         return False
+    for cls in packed:
+        runs_a, runs_b = _runs(a, cls), _runs(b, cls)
+        if len(runs_a) > len(runs_b) or any(x > y for x, y in zip(runs_a, runs_b)):
+            return False
     for term in terms:
         va, vb = a.term_value(term.name), b.term_value(term.name)
         if va is None or vb is None:
@@ -502,9 +544,10 @@ def _dominates(a: Recipe, b: Recipe, terms: tuple) -> bool:
     return True
 
 
-def without_dominated(recipes: list[Recipe], objective: str) -> list[Recipe]:
+def without_dominated(recipes: list[Recipe], objective: str, packed: frozenset[int] = frozenset()) -> list[Recipe]:
     """Drop every recipe another dominates for `objective` (planner/schemas/objectives.py); of two
-    that dominate each other the first is kept. The rest are renumbered in order."""
+    that dominate each other the first is kept. The rest are renumbered in order. `packed`: the
+    device classes whose runs the solver packs machine by machine (candidates/packing.py)."""
     terms = objective_terms(objective)
     by_users: dict[int, list[Recipe]] = {}
     for recipe in recipes:
@@ -515,7 +558,7 @@ def without_dominated(recipes: list[Recipe], objective: str) -> list[Recipe]:
             if a.index in dropped:
                 continue
             for b in group:
-                if b is not a and b.index not in dropped and _dominates(a, b, terms):
+                if b is not a and b.index not in dropped and _dominates(a, b, terms, packed):
                     dropped.add(b.index)
     kept = [r for r in recipes if r.index not in dropped]
     return [replace(r, index=i) for i, r in enumerate(kept)]

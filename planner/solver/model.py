@@ -4,6 +4,8 @@ Variables: copies[recipe=i] - how many replicas follow recipe i. Rules, in order
   add_device_limits   every device class lends at most the devices it has;
   add_user_coverage   the replicas' users add up to exactly the users asked for;
   add_replica_count   with --data-parallel-size pinned, exactly that many replicas;
+  add_machine_packing every run of stages a replica keeps in one machine fits one machine
+                      (only where counting devices is not enough: candidates/packing.py);
   build_objective     the request's objective terms (planner/schemas/objectives.py), optimised
                       one after another, then a deterministic tie-breaker.
 All non-linear numbers (memory fit, speed, prices) were computed by the candidates step.
@@ -15,6 +17,7 @@ from dataclasses import dataclass, field
 
 from ortools.sat.python import cp_model
 
+from planner.candidates.packing import classes_to_pack, run_sizes
 from planner.candidates.recipes import CandidateSet, Recipe
 from planner.schemas.objectives import ObjectiveTerm, objective_terms
 
@@ -26,6 +29,8 @@ class Variables:
     copies: dict[int, cp_model.IntVar] = field(default_factory=dict)  # copies[recipe=i]: replicas built from recipe i
     used: dict[int, cp_model.IntVar] = field(default_factory=dict)  # used[recipe=i]: 1 when at least one copy runs
     worst: dict[str, cp_model.IntVar] = field(default_factory=dict)  # worst[term=t]: a min-aggregated term's value
+    # runs[class=c][size=s][machine=m]: runs of s devices that machine m of class c holds
+    runs: dict[int, dict[int, list[cp_model.IntVar]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -75,6 +80,30 @@ def add_replica_count(model: cp_model.CpModel, v: Variables, candidates: Candida
         model.Add(sum(v.copies.values()) == candidates.request.data_parallel_size)
 
 
+def add_machine_packing(model: cp_model.CpModel, v: Variables, candidates: CandidateSet) -> None:
+    """Every run of stages a replica keeps in one machine fits one machine: per class, each
+    machine's runs add up to no more than its devices, and the runs of each size are exactly those
+    the chosen copies bring. The machines of a class are identical, so they are taken in order of
+    load (a symmetry the solver need not explore)."""
+    counts = [run_sizes(r) for r in candidates.recipes]
+    for cls, sizes in classes_to_pack(candidates).items():
+        device_class = candidates.classes[cls]
+        per_machine = device_class.devices_per_node
+        machines = range(len(device_class.nodes))
+        grid = {s: [model.NewIntVar(0, per_machine // s, f"runs[class={cls}][size={s}][machine={m}]") for m in machines]
+                for s in sizes}
+        loads = [sum(s * grid[s][m] for s in sizes) for m in machines]
+        for m in machines:
+            model.Add(loads[m] <= per_machine)
+            if m:
+                model.Add(loads[m - 1] >= loads[m])
+        for s in sizes:
+            brought = [counts[r.index][cls][s] * v.copies[r.index] for r in candidates.recipes
+                       if counts[r.index].get(cls, {}).get(s)]
+            model.Add(sum(grid[s]) == sum(brought))
+        v.runs[cls] = grid
+
+
 def scaled_value(recipe: Recipe, term: ObjectiveTerm) -> int:
     """A recipe's value of `term` in the solver's integer units (an unknown value counts 0)."""
     value = recipe.term_value(term.name)
@@ -109,7 +138,7 @@ def tie_breaker(v: Variables, candidates: CandidateSet) -> cp_model.LinearExpr:
     return sum((len(recipes) - r.index) * v.copies[r.index] for r in recipes)
 
 
-RULES = (add_device_limits, add_user_coverage, add_replica_count)
+RULES = (add_device_limits, add_user_coverage, add_replica_count, add_machine_packing)
 
 
 def build_model(candidates: CandidateSet) -> tuple[cp_model.CpModel, Variables, list[Term]]:

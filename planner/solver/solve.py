@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ortools.sat.python import cp_model
 
@@ -34,6 +34,8 @@ class SolveResult:
     objective_name: str
     objective_unit: str
     wall_s: float
+    # per packed device class, per machine: runs of each size it holds (candidates/packing.py)
+    runs: dict[int, tuple[dict[int, int], ...]] = field(default_factory=dict)
 
 
 def heuristic_copies(candidates: CandidateSet) -> dict[int, int]:
@@ -104,8 +106,9 @@ def solve_candidates(candidates: CandidateSet, *, time_limit_s: float = 30.0) ->
     terms_spec = objective_terms(candidates.request.objective)
     primary = terms_spec[0]
 
-    def result(status: SolveStatus, copies: dict[int, int], value: float | None = None, bound: float | None = None) -> SolveResult:
-        return SolveResult(status, copies, value, bound, primary.name, primary.unit, time.perf_counter() - start)
+    def result(status: SolveStatus, copies: dict[int, int], value: float | None = None, bound: float | None = None,
+               runs: dict[int, tuple[dict[int, int], ...]] | None = None) -> SolveResult:
+        return SolveResult(status, copies, value, bound, primary.name, primary.unit, time.perf_counter() - start, runs or {})
 
     if not candidates.recipes:
         return result(SolveStatus.INFEASIBLE, {})
@@ -121,6 +124,7 @@ def solve_candidates(candidates: CandidateSet, *, time_limit_s: float = 30.0) ->
     tie_span = sum((len(candidates.recipes) - r.index) * max_copies(r, candidates) for r in candidates.recipes) + 1
     stages = [t.expression for t in terms[:-1]] + [tie_span * terms[-1].expression + tie]
     values: dict[int, int] = {}
+    runs: dict[int, tuple[dict[int, int], ...]] = {}
     for number, expression in enumerate(stages):
         remaining = time_limit_s - (time.perf_counter() - start)
         if remaining <= 0:
@@ -138,6 +142,9 @@ def solve_candidates(candidates: CandidateSet, *, time_limit_s: float = 30.0) ->
                 return result(SolveStatus.TIMED_OUT if code == cp_model.UNKNOWN else SolveStatus.INFEASIBLE, {})
             break
         values = {i: int(solver.Value(var)) for i, var in v.copies.items()}
+        runs = {cls: tuple({s: int(solver.Value(grid[s][m])) for s in grid if solver.Value(grid[s][m])}
+                           for m in range(len(next(iter(grid.values())))))
+                for cls, grid in v.runs.items()}
         if number == 0:
             # Natural units: the model maximises scale x value (negated for minimised terms).
             scale = (1 if primary.direction == "max" else -1) / primary.scale / (tie_span if len(stages) == 1 else 1)
@@ -152,7 +159,7 @@ def solve_candidates(candidates: CandidateSet, *, time_limit_s: float = 30.0) ->
             model.AddHint(var, values[index])
     copies = {i: n for i, n in values.items() if n}
     value = estimate_term_value(candidates, copies, primary.name)
-    return result(status, copies, value, value if status == SolveStatus.OPTIMAL else bound)
+    return result(status, copies, value, value if status == SolveStatus.OPTIMAL else bound, runs)
 
 
 def estimate_term_value(candidates: CandidateSet, copies: dict[int, int], name: str) -> float | None:

@@ -144,7 +144,8 @@ def _replica_speed(replica_stages: list[tuple], model: ModelSpec, mix: Precision
 
 
 def check_replica_speed(replica: ReplicaOut, speed: ReplicaSpeed, request: ServeRequest) -> list[str]:
-    """The targets a replica misses by the recomputed speed."""
+    """The targets a replica misses by the recomputed speed on the routes its devices really
+    have, and speeds it claims beyond that (to the rounding the plan is written with)."""
     problems = []
     per_user = speed.decode_tokens_per_s_per_user
     if request.min_tokens_per_s and per_user < request.min_tokens_per_s * 0.999:
@@ -152,6 +153,12 @@ def check_replica_speed(replica: ReplicaOut, speed: ReplicaSpeed, request: Serve
     if request.max_ttft_s and speed.time_to_first_token_s > request.max_ttft_s * 1.001:
         problems.append(f"replica {replica.index}: {speed.time_to_first_token_s:,.2f} s to the first token, above "
                         f"{request.max_ttft_s:g} s")
+    if replica.decode_tokens_per_s > speed.decode_tokens_per_s * 1.001 + 1e-3:
+        problems.append(f"replica {replica.index}: claims {replica.decode_tokens_per_s:,.1f} tokens/s, recomputed "
+                        f"{speed.decode_tokens_per_s:,.1f}")
+    if replica.decode_tokens_per_s_per_user > per_user * 1.001 + 1e-3:
+        problems.append(f"replica {replica.index}: claims {replica.decode_tokens_per_s_per_user:,.2f} tokens/s per user, "
+                        f"recomputed {per_user:,.2f}")
     return problems
 
 
