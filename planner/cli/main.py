@@ -146,8 +146,8 @@ def memory(ctx: click.Context, **params: Any) -> None:
 
 # ----------------------------------------------------------------------------- plan deploy
 @main.command()
-@use("inventory", "model", "engine", "engine_version", "weights", "kv_cache", "embedding", "lm_head", "attention", "dense_mlp",
-     "experts", "shared_experts", "users", "request_rate", "context", "prompt_tokens", "output_tokens", "prefill_chunk",
+@use("inventory", "gpus", "nodes", "interconnect", "network", "model", "engine", "engine_version", "weights", "kv_cache",
+     "embedding", "lm_head", "attention", "dense_mlp", "experts", "shared_experts", "users", "request_rate", "context", "prompt_tokens", "output_tokens", "prefill_chunk",
      "max_sequences", "min_tokens_per_s", "max_ttft", "objective", "gpu_memory_utilization", "kv_cache_memory_bytes", "block_size", "enforce_eager", "overhead", "runtime_reserve_gib", "time_limit", "mode", "global_batch_size", "micro_batch_size", "sequence_length",
      "optimizer", "recompute", "zero_stage", "offload", "lora_rank", "qlora", "fp32_training", "tensor_parallel_size",
      "pipeline_parallel_size", "data_parallel_size", "layer_split", "output", "export", "out", "model_path", "fmt")
@@ -189,6 +189,31 @@ def deploy(ctx: click.Context, **params: Any) -> int:
     elif args.export_to:
         _echo("no plan, so nothing exported", err=True)
     return result.exit_code
+
+
+# ----------------------------------------------------------------------------- plan whatif
+@main.command()
+@use("inventory", "gpus", "nodes", "interconnect", "network", "add", "remove", "replace", "model", "engine",
+     "engine_version", "weights", "kv_cache", "users", "request_rate", "context", "prompt_tokens", "output_tokens",
+     "min_tokens_per_s", "max_ttft", "objective", "time_limit", "output", "fmt")
+@click.pass_context
+def whatif(ctx: click.Context, **params: Any) -> int:
+    """The same request on the machines as they are and after changes (--add, --remove, --replace),
+    or for several weight formats (--weights q4_k_m,q8_0,bf16): fits, speed, capacity, cost."""
+    from planner.commands.whatif import WhatifArgs, run_whatif, to_whatif_text
+
+    args = _build_args(WhatifArgs, ctx, **params)
+    if args.output:
+        from planner.loaders.files import check_writable
+
+        check_writable(args.output)
+    data, code = run_whatif(args)
+    _emit(data, args.fmt, to_whatif_text)
+    if args.output:
+        from planner.loaders.files import write_text
+
+        write_text(args.output, _render(data, "json" if args.output.endswith(".json") else "yaml", to_whatif_text) + "\n")
+    return code
 
 
 # ----------------------------------------------------------------------------- plan export

@@ -55,7 +55,18 @@ OPTIONS: dict[str, Callable[[Callable[..., Any]], Callable[..., Any]]] = {
     "model": click.option("--model", "model", metavar="NAME|PATH",
                           help="Catalog name, HF repo id, config.json, a model folder, a .safetensors or .gguf file."),
     "params": click.option("--params", metavar="SIZE", help="A bare parameter count (70B, 7.5e9) for the seed's quick estimate."),
-    "inventory": click.option("--inventory", required=True, metavar="FILE", help="Inventory YAML (see inventories/)."),
+    "inventory": click.option("--inventory", default=None, metavar="FILE",
+                              help="Inventory YAML (see inventories/); or describe the machines with --gpus or --nodes."),
+    "gpus": click.option("--gpus", default=None, metavar="DEVICES",
+                         help="One machine without an inventory file: 2xrtx-3090,rtx-4090 (docs/inventory.md)."),
+    "nodes": click.option("--nodes", default=None, metavar="MACHINES",
+                          help="Machines without an inventory file: 2x(8xh100-sxm)+(4xl40s), named n1, n2, ..."),
+    "interconnect": click.option("--interconnect", default=None, metavar="LINK",
+                                 help="With --gpus/--nodes: the link inside each machine [default: nvswitch for SXM parts, "
+                                      "unified for a Mac, else PCIe]."),
+    "network": click.option("--network", default=None, metavar="LINK",
+                            help="With --nodes: the link between machines [default: infiniband-ndr between NVSwitch "
+                                 "machines, else ethernet-10g]."),
     # engine
     "engine": click.option("--engine", metavar="NAME", default=None,
                            help="Serving: vllm, sglang, llama.cpp, exo, mlx-lm; training: deepspeed, megatron; "
@@ -158,6 +169,11 @@ OPTIONS: dict[str, Callable[[Callable[..., Any]], Callable[..., Any]]] = {
                                 help="Layers per pipeline stage, in order (vLLM's VLLM_PP_LAYER_PARTITION) [default: "
                                      "vLLM's even split in `plan memory`; chosen by `plan deploy`, which this pins]."),
     # output
+    "add": click.option("--add", "add", multiple=True, metavar="DEVICES[@NODE]",
+                        help="Devices to add (2xrtx-3090, h100-sxm@hgx-1): into machine NODE, or a new machine on the network."),
+    "remove": click.option("--remove", "remove", multiple=True, metavar="NODE", help="A machine to take away."),
+    "replace": click.option("--replace", "replace", multiple=True, metavar="NODE=DEVICES",
+                            help="A machine's devices replaced (gpu-box=2xrtx-4090)."),
     "fmt": click.option("--format", "fmt", type=click.Choice(list(FORMATS)), default="table", show_default=True,
                         help="Output format."),
     "output": click.option("-o", "--output", "output", metavar="FILE", default=None,

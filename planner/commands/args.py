@@ -137,7 +137,11 @@ class MemoryArgs(TrainingArgs):
 class DeployArgs(TrainingArgs):
     """`plan deploy`."""
 
-    inventory: str = Field(max_length=4096)
+    inventory: str | None = Field(None, max_length=4096)
+    gpus: str | None = Field(None, max_length=4096)
+    nodes: str | None = Field(None, max_length=4096)
+    interconnect: str | None = Field(None, max_length=64)
+    network: str | None = Field(None, max_length=64)
     model: str
     users: int = Field(1, ge=1, le=MAX_USERS)
     context: int | None = Field(None, ge=1, le=MAX_CONTEXT_TOKENS)
@@ -156,3 +160,15 @@ class DeployArgs(TrainingArgs):
     out: str | None = Field(None, max_length=4096)
     model_path: str | None = Field(None, max_length=4096)
     fmt: Format = "table"
+
+    @model_validator(mode="after")
+    def _check_machines(self) -> DeployArgs:
+        given = [name for name, value in (("--inventory", self.inventory), ("--gpus", self.gpus), ("--nodes", self.nodes))
+                 if value is not None]
+        if len(given) != 1:
+            raise ValueError("give the machines with one of --inventory FILE, --gpus DEVICES or --nodes MACHINES"
+                             + (f", not {' and '.join(given)}" if given else ""))
+        if self.inventory is not None and (self.interconnect or self.network):
+            raise ValueError("--interconnect and --network describe --gpus/--nodes machines; an inventory file names its links")
+        return self
+

@@ -117,11 +117,21 @@ def _check_prices(cluster: Cluster) -> None:
                          f"{'has' if len(unpriced) == 1 else 'have'} none (add price_usd to the inventory)", field="--objective")
 
 
-def run_deploy(args: DeployArgs) -> DeployResult:
-    """Plan the request within args.time_limit seconds."""
+def load_cluster(args: DeployArgs) -> Cluster:
+    """The machines an inventory file, or a --gpus/--nodes shorthand, describes."""
+    if args.inventory is not None:
+        return load_inventory(args.inventory)
+    from planner.loaders.shorthand import build_shorthand_cluster
+
+    return build_shorthand_cluster(gpus=args.gpus, nodes=args.nodes, interconnect=args.interconnect, network=args.network)
+
+
+def run_deploy(args: DeployArgs, cluster: Cluster | None = None) -> DeployResult:
+    """Plan the request within args.time_limit seconds (on `cluster` when given, else on the
+    machines the arguments name)."""
     start = time.perf_counter()
     deadline = start + args.time_limit
-    cluster = load_inventory(args.inventory)
+    cluster = cluster if cluster is not None else load_cluster(args)
     model = load_model(args.model)
     if args.mode == "train":
         return _run_train(args, cluster, model, start, deadline)

@@ -1,0 +1,222 @@
+"""`plan whatif`: the same request planned on the machines as they are and as they would be after
+changes (--add, --remove, --replace), and for each weight format of a list, side by side: whether
+it fits, throughput, per-user speed, time to first token, capacity and what the machines cost.
+
+Every column comes from a verified `plan deploy` of that scenario (planner/commands/deploy.py);
+nothing here estimates on its own."""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+from typing import Any
+
+from planner.commands.args import DeployArgs
+from planner.commands.deploy import load_cluster, run_deploy
+from planner.errors import InputError
+from planner.loaders.shorthand import build_shorthand_cluster
+from planner.schemas.inventory import Cluster, Device, NetworkLink, Node
+
+
+class WhatifArgs(DeployArgs):
+    """`plan whatif`: `plan deploy`'s request, plus the changes to try."""
+
+    add: tuple[str, ...] = ()
+    remove: tuple[str, ...] = ()
+    replace: tuple[str, ...] = ()
+
+
+def _nodes_named(cluster: Cluster, name: str, option: str) -> Node:
+    for node in cluster.nodes:
+        if node.name == name:
+            return node
+    from planner.errors import suggest_name
+
+    raise InputError(f"no machine named '{name}' (machines: {', '.join(n.name for n in cluster.nodes)})", field=option,
+                     suggestion=suggest_name(name, [n.name for n in cluster.nodes]))
+
+
+def _renumbered(node: Node, devices: list[Device]) -> Node:
+    return node.model_copy(update={"devices": tuple(
+        d.model_copy(update={"id": f"{node.name}/gpu{k}", "node": node.name, "index": k}) for k, d in enumerate(devices))})
+
+
+def _machine_of(items: str, option: str) -> Node:
+    """One machine of the devices `items` names (--gpus syntax), with the loader's usable memory."""
+    try:
+        return build_shorthand_cluster(gpus=items).nodes[0]
+    except InputError as err:
+        raise InputError(err.detail, field=option, suggestion=err.suggestion) from None
+
+
+def _check_unified(node: Node, option: str) -> None:
+    if any(d.spec.unified_memory for d in node.devices) and len(node.devices) > 1:
+        raise InputError(f"{node.name}: a unified-memory machine (a Mac, a SoC) is one device per node", field=option)
+
+
+def apply_changes(cluster: Cluster, *, add: tuple[str, ...] = (), remove: tuple[str, ...] = (),
+                  replace: tuple[str, ...] = ()) -> Cluster:
+    """The cluster after the changes, in this order: replace, remove, add.
+
+    --replace NODE=DEVICES  the machine's devices become DEVICES (2xrtx-4090, m3-ultra-80c-512gb)
+    --remove NODE           the machine and its links go
+    --add DEVICES[@NODE]    into machine NODE, or a new machine (added-1, ...) on the cluster's network
+    """
+    nodes = list(cluster.nodes)
+    links = list(cluster.links)
+    for text in replace:
+        name, sep, items = text.partition("=")
+        if not sep or not items.strip():
+            raise InputError(f"'{text}' is not NODE=DEVICES (e.g. gpu-box=2xrtx-4090)", field="--replace")
+        node = _nodes_named(cluster, name.strip(), "--replace")
+        machine = _machine_of(items, "--replace")
+        interconnect = machine.interconnect if any(d.spec.unified_memory for d in machine.devices) else node.interconnect
+        changed = _renumbered(node.model_copy(update={"interconnect": interconnect}), list(machine.devices))
+        nodes = [changed if n.name == node.name else n for n in nodes]
+    for name in remove:
+        node = _nodes_named(cluster, name.strip(), "--remove")
+        nodes = [n for n in nodes if n.name != node.name]
+        links = [link for link in links if node.name not in (link.a, link.b)]
+    if not nodes:
+        raise InputError("no machine would be left", field="--remove")
+    added = 0
+    for text in add:
+        items, at, where = text.partition("@")
+        machine = _machine_of(items, "--add")
+        if at:
+            node = _nodes_named(Cluster(name=cluster.name, nodes=tuple(nodes), links=()), where.strip(), "--add")
+            grown = _renumbered(node, list(node.devices) + list(machine.devices))
+            _check_unified(grown, "--add")
+            nodes = [grown if n.name == node.name else n for n in nodes]
+            continue
+        added += 1
+        names = {n.name for n in nodes}
+        while f"added-{added}" in names:
+            added += 1
+        new = _renumbered(machine.model_copy(update={"name": f"added-{added}"}), list(machine.devices))
+        shared = next((link for link in links if link.b is None), None)
+        if shared is not None:
+            links.append(NetworkLink(a=new.name, b=None, link=shared.link, count=shared.count))
+        else:  # no shared switch: cable it to the first machine over the link the others use, or 10 GbE
+            from planner.loaders.links import find_link
+
+            link = links[0].link if links else find_link("ethernet-10g", scope="network")
+            links.append(NetworkLink(a=new.name, b=nodes[0].name, link=link))
+        nodes.append(new)
+    return cluster.model_copy(update={"nodes": tuple(nodes), "links": tuple(links)})
+
+
+@dataclass(frozen=True)
+class Scenario:
+    name: str
+    weights: str | None
+    cluster: Cluster
+
+
+def _cost(cluster: Cluster) -> tuple[float | None, list[str]]:
+    unpriced = sorted({d.spec.id for d in cluster.devices if d.price_usd is None})
+    return (None if unpriced else sum(d.price_usd or 0.0 for d in cluster.devices)), unpriced
+
+
+def _price_dates(clusters: list[Cluster]) -> list[str]:
+    """The catalog dates of the prices the costs used (an inventory's own price has none)."""
+    dates = set()
+    for cluster in clusters:
+        for d in cluster.devices:
+            if d.spec.price is not None and d.price_usd == d.spec.price.usd:
+                dates.add(d.spec.price.date)
+    return sorted(dates)
+
+
+def _months_old(date: str, today: datetime.date) -> int:
+    year, month = (int(x) for x in date.split("-")[:2])
+    return (today.year - year) * 12 + today.month - month
+
+
+def _row(scenario: Scenario, plan: Any, code: int, base_cost: float | None) -> dict[str, Any]:
+    cost, unpriced = _cost(scenario.cluster)
+    performance, capacity = plan.performance, plan.capacity
+    fits = code == 0
+    reason = None
+    if not fits:
+        reason = next((line for line in plan.explanation if line.strip()), None) or "no plan"
+    used = len(scenario.cluster.devices) - len(plan.unused_devices) if fits else 0
+    return {
+        "scenario": scenario.name, "weights": plan.request.precision.weights, "kv_cache": plan.request.precision.kv_cache,
+        "machines": len(scenario.cluster.nodes), "devices": len(scenario.cluster.devices), "fits": fits,
+        "status": plan.solver.status.value, "reason": reason,
+        "replicas": len(plan.replicas) if fits else 0, "devices_used": used,
+        "tokens_per_s": performance.decode_tokens_per_s_total if fits else None,
+        "tokens_per_s_per_user": performance.decode_tokens_per_s_per_user if fits else None,
+        "time_to_first_token_s": performance.time_to_first_token_s if fits else None,
+        "max_users": capacity.max_users if fits else None,
+        "cost_usd": cost, "unpriced": unpriced,
+        "cost_change_usd": None if cost is None or base_cost is None else round(cost - base_cost, 2),
+    }
+
+
+def run_whatif(args: WhatifArgs, today: datetime.date | None = None) -> tuple[dict[str, Any], int]:
+    """The report and its exit code (0 when at least one scenario fits, 1 when none does)."""
+    today = today or datetime.date.today()
+    base = load_cluster(args)
+    changed = apply_changes(base, add=args.add, remove=args.remove, replace=args.replace) if (
+        args.add or args.remove or args.replace) else None
+    weights = [w.strip() for w in args.weights.split(",")] if args.weights else [None]
+    if args.weights and any(not w for w in weights):
+        raise InputError(f"'{args.weights}' has an empty format", field="--weights")
+    if changed is None and len(weights) == 1:
+        raise InputError("nothing to compare: give --add, --remove or --replace, or several --weights (q4_k_m,q8_0,bf16)",
+                         field="--add")
+    clusters = [("as is", base)] + ([("changed", changed)] if changed is not None else [])
+    scenarios = [Scenario(name, w, c) for name, c in clusters for w in weights]
+    share = args.time_limit / len(scenarios)
+    base_cost = _cost(base)[0]
+    rows = []
+    for scenario in scenarios:
+        run_args = args.model_copy(update={"weights": scenario.weights, "time_limit": max(share, 0.1)})
+        result = run_deploy(run_args, cluster=scenario.cluster)
+        rows.append(_row(scenario, result.plan, result.exit_code, base_cost))
+    dates = _price_dates([c for _, c in clusters])
+    changes = ([f"--replace {t}" for t in args.replace] + [f"--remove {t}" for t in args.remove]
+               + [f"--add {t}" for t in args.add])
+    report = {
+        "kind": "whatif", "inventory": base.name, "model": args.model, "users": args.users,
+        "request_rate": args.request_rate, "changes": changes, "scenarios": rows,
+        "prices": {"from_catalog_dated": dates,
+                   "oldest_months": max((_months_old(d, today) for d in dates), default=None),
+                   "note": "cost is the purchase price of every device in the scenario's machines (catalog list prices "
+                           "unless the inventory gives price_usd)"},
+    }
+    return report, 0 if any(r["fits"] for r in rows) else 1
+
+
+def _number(value: float | None, digits: int = 1) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
+def to_whatif_text(data: dict[str, Any]) -> str:
+    """The report as a table, one scenario per line."""
+    head = f"What if: {data['model']} on {data['inventory']}"
+    lines = [head + (f"; changed by {' '.join(data['changes'])}" if data["changes"] else "")]
+    columns = ["scenario", "weights", "machines", "devices", "fits", "tok/s", "tok/s/user", "TTFT s", "max users",
+               "used", "cost USD", "change USD"]
+    table = [columns]
+    for r in data["scenarios"]:
+        table.append([r["scenario"], r["weights"], str(r["machines"]), str(r["devices"]), "yes" if r["fits"] else "no",
+                      _number(r["tokens_per_s"]), _number(r["tokens_per_s_per_user"]), _number(r["time_to_first_token_s"], 2),
+                      "-" if r["max_users"] is None else f"{r['max_users']:,}", str(r["devices_used"]),
+                      _number(r["cost_usd"], 0) if r["cost_usd"] is not None else f"unpriced: {', '.join(r['unpriced'][:3])}",
+                      _number(r["cost_change_usd"], 0)])
+    widths = [max(len(row[i]) for row in table) for i in range(len(columns))]
+    for k, row in enumerate(table):
+        lines.append("  ".join(cell.rjust(w) if i > 1 else cell.ljust(w) for i, (cell, w) in enumerate(zip(row, widths))).rstrip())
+        if k == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    for r in data["scenarios"]:
+        if not r["fits"]:
+            lines.append(f"{r['scenario']} ({r['weights']}): {r['reason']}")
+    prices = data["prices"]
+    if prices["from_catalog_dated"]:
+        lines.append(f"Prices: catalog list prices from {prices['from_catalog_dated'][0]} to {prices['from_catalog_dated'][-1]}"
+                     f" (the oldest {prices['oldest_months']} months old); {prices['note']}.")
+    return "\n".join(lines)
