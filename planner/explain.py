@@ -31,6 +31,7 @@ from planner.units import GiB, to_gb
 WEIGHT_LADDER = ("fp8", "int8", "q8_0", "q6_k", "q5_k_m", "int4", "q4_k_m", "q3_k_m", "q2_k")
 KV_LADDER = ("fp8", "q8_0", "int8", "int4", "q4_0")
 MAX_DEVICES_TO_ADD = 16
+MAX_MACHINES_TO_ADD = 4
 EXPLAIN_BUDGET_S = 20.0  # the search for smallest changes stops here and says so
 CHECK_TIME_LIMIT_S = 2.0
 
@@ -102,14 +103,44 @@ def _largest(low: int, high: int, fits: Callable[[int], bool]) -> int | None:
     return low
 
 
+def _joined(cluster: Cluster, new: list[Node], link: LinkSpec) -> Cluster:
+    """`cluster` with machines `new`, on its shared network (or cabled to its first machine)."""
+    shared = next((x for x in cluster.links if x.b is None), None)
+    extra = tuple(NetworkLink(a=n.name, b=None, link=shared.link, count=shared.count) if shared is not None else
+                  NetworkLink(a=n.name, b=cluster.nodes[0].name, link=link) for n in new)
+    return Cluster(name=cluster.name, nodes=cluster.nodes + tuple(new), links=cluster.links + extra, source=cluster.source)
+
+
 def _with_devices(cluster: Cluster, spec: HardwareSpec, count: int, link: LinkSpec, intra: LinkSpec) -> Cluster:
-    node = "added"
-    devices = tuple(Device(id=f"{node}/gpu{i}", node=node, index=i, spec=spec, memory_bytes=int(spec.memory_gib * GiB),
-                           usable_bytes=int(spec.memory_gib * GiB * spec.gpu_memory_fraction), price_usd=spec.price.usd if spec.price else None)
-                    for i in range(count))
-    links = cluster.links + tuple(NetworkLink(a=n.name, b=node, link=link) for n in cluster.nodes[:1])
-    return Cluster(name=cluster.name, nodes=cluster.nodes + (Node(name=node, devices=devices, interconnect=intra),),
-                   links=links, source=cluster.source)
+    """`count` devices of `spec` in one new machine (a unified-memory machine is one device, so
+    `count` machines)."""
+    def device(node: str, i: int) -> Device:
+        return Device(id=f"{node}/gpu{i}", node=node, index=i, spec=spec, memory_bytes=int(spec.memory_gib * GiB),
+                      usable_bytes=int(spec.memory_gib * GiB * spec.gpu_memory_fraction),
+                      price_usd=spec.price.usd if spec.price else None)
+
+    if spec.unified_memory:
+        nodes = [Node(name=f"added-{k + 1}", devices=(device(f"added-{k + 1}", 0),), interconnect=intra) for k in range(count)]
+    else:
+        nodes = [Node(name="added", devices=tuple(device("added", i) for i in range(count)), interconnect=intra)]
+    return _joined(cluster, nodes, link)
+
+
+def _with_machines(cluster: Cluster, like: Node, count: int, link: LinkSpec) -> Cluster:
+    """`count` more machines made like `like`."""
+    nodes = []
+    for k in range(count):
+        name = f"added-{k + 1}"
+        devices = tuple(d.model_copy(update={"id": f"{name}/gpu{d.index}", "node": name}) for d in like.devices)
+        nodes.append(like.model_copy(update={"name": name, "devices": devices, "address": None}))
+    return _joined(cluster, nodes, link)
+
+
+def _make_up(node: Node) -> str:
+    counts: dict[str, int] = {}
+    for d in node.devices:
+        counts[d.spec.id] = counts.get(d.spec.id, 0) + 1
+    return " + ".join(f"{n}x {t}" for t, n in counts.items())
 
 
 def explain_changes(
@@ -161,15 +192,34 @@ def _search_changes(out, feasible, model, mix, request, cluster, weight_formats,
     found = _first_fitting(kv_lower, lambda item: feasible(new_mix=item[1]))
     if found:
         out.append(f"KV cache in {found[0]} (--kv-cache {found[0]})")
-    network = cluster.links[0].link if cluster.links else links["ethernet-100g"]
-    priced = sorted((h for h in hardware if h.price and h.kind == "gpu"), key=lambda h: (h.price.usd, h.id))[:8]
+    network = cluster.links[0].link if cluster.links else links["ethernet-10g"]
+    # More of what the cluster is made of: whole machines like its own, fewest first.
+    seen: set[tuple] = set()
+    for node in cluster.nodes:
+        key = (_make_up(node), node.interconnect.id)
+        if key in seen:
+            continue
+        seen.add(key)
+        more = next((k for k in range(1, MAX_MACHINES_TO_ADD + 1) if feasible(new_cluster=_with_machines(cluster, node, k, network))),
+                    None)
+        if more:
+            prices = [d.price_usd for d in node.devices]
+            cost = "" if any(p is None for p in prices) else f", {more * sum(prices):,.0f} USD for its devices"
+            out.append(f"add {more} machine{'s' if more > 1 else ''} like {node.name} ({key[0]}{cost})")
+            break
+    # Then priced devices of the kinds the cluster runs on (data-centre HBM parts beside HBM parts,
+    # GDDR cards beside GDDR cards, Macs beside Macs), cheapest first.
+    kinds = {d.spec.calibration_class for d in cluster.devices}
+    priced = sorted((h for h in hardware if h.price and h.calibration_class in kinds), key=lambda h: (h.price.usd, h.id))[:8]
     added = 0
     for spec in priced:
-        intra = links["nvswitch"] if (spec.nvlink_bandwidth_gb_s or 0) >= 600 else links["pcie-4"]
+        intra = links["unified"] if spec.unified_memory else (
+            links["nvswitch"] if (spec.nvlink_bandwidth_gb_s or 0) >= 600 else links["pcie-4"])
         count = _largest(1, MAX_DEVICES_TO_ADD, lambda k: not feasible(new_cluster=_with_devices(cluster, spec, k, network, intra)))
         need = 1 if count is None else count + 1
         if need <= MAX_DEVICES_TO_ADD and feasible(new_cluster=_with_devices(cluster, spec, need, network, intra)):
-            out.append(f"add {need}x {spec.id} in a new machine ({need * spec.price.usd:,.0f} USD at {spec.price.date} prices)")
+            where = f"{need} new machine{'s' if need > 1 else ''}" if spec.unified_memory else "a new machine"
+            out.append(f"add {need}x {spec.id} in {where} ({need * spec.price.usd:,.0f} USD at {spec.price.date} prices)")
             added += 1
             if added == 3:
                 break

@@ -100,6 +100,22 @@ def test_infeasible_request_explains_and_exits_1(runner) -> None:
     assert data["solver"]["status"] == "infeasible" and data["replicas"] == [] and data["explanation"]
 
 
+@pytest.mark.parametrize(("inventory", "model", "weights", "like", "foreign"), [
+    ("dgx-h100", "llama-3.1-405b", "bf16", "add 1 machine like dgx (8x h100-sxm)", ("rtx-", "rx-")),
+    ("homelab", "llama-3.1-70b", "q8_0", "machine like gpu-box", ("h100", "rx-", "m2-", "m3-")),
+])
+def test_devices_to_add_fit_the_cluster(runner, inventory: str, model: str, weights: str, like: str,
+                                        foreign: tuple[str, ...]) -> None:
+    """More of the machines the cluster is made of first, then priced devices of its own kind:
+    never gaming cards for a DGX, nor data-centre parts or Macs for a PCIe homelab box."""
+    result = runner.invoke(main, ["deploy", "--inventory", str(ROOT / "inventories" / f"{inventory}.yaml"), "--model", model,
+                                  "--weights", weights, "--users", "4", "--format", "json"])
+    assert result.exit_code == 1
+    adds = [line for line in json.loads(result.output)["explanation"] if line.strip().startswith("- add")]
+    assert adds and like in adds[0], adds
+    assert not any(f in line for line in adds for f in foreign), adds
+
+
 def test_speed_floor_is_respected_or_explained(runner) -> None:
     args = ["deploy", "--inventory", str(ROOT / "inventories" / "mixed-gpu-mac.yaml"), "--model", "llama-3.1-70b",
             "--weights", "q4_k_m", "--format", "json"]
