@@ -83,6 +83,8 @@ def test_changes_add_remove_replace() -> None:
     assert changed.nodes[0].interconnect.id == "nvswitch"  # the machine keeps its own link
     assert [d.id for d in changed.nodes[1].devices] == ["added-1/gpu0", "added-1/gpu1"]
     build_topology(changed).route("hgx-1/gpu0", "added-1/gpu0")  # the new machine is on the network
+    cabled = apply_changes(build_shorthand_cluster(nodes="(8xh100-sxm)"), add=("8xh100-sxm",), network="infiniband-ndr")
+    assert build_topology(cabled).route("n1/gpu0", "added-1/gpu0").bottleneck == "infiniband-ndr"
     grown = apply_changes(load_inventory(HOMELAB), add=("rtx-3090@gpu-box",))
     assert [d.id for d in grown.devices][-1] == "gpu-box/gpu3" and len(grown.nodes) == 1
 

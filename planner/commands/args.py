@@ -168,7 +168,10 @@ class DeployArgs(TrainingArgs):
         if len(given) != 1:
             raise ValueError("give the machines with one of --inventory FILE, --gpus DEVICES or --nodes MACHINES"
                              + (f", not {' and '.join(given)}" if given else ""))
-        if self.inventory is not None and (self.interconnect or self.network):
-            raise ValueError("--interconnect and --network describe --gpus/--nodes machines; an inventory file names its links")
+        if self.inventory is not None and self.interconnect:
+            raise ValueError("--interconnect describes --gpus/--nodes machines; an inventory file names its links")
+        if self.inventory is not None and self.network and not getattr(self, "add", ()):
+            raise ValueError("--network describes --nodes machines (or, with plan whatif, the link of an added machine); "
+                             "an inventory file names its links")
         return self
 

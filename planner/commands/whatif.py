@@ -55,12 +55,13 @@ def _check_unified(node: Node, option: str) -> None:
 
 
 def apply_changes(cluster: Cluster, *, add: tuple[str, ...] = (), remove: tuple[str, ...] = (),
-                  replace: tuple[str, ...] = ()) -> Cluster:
+                  replace: tuple[str, ...] = (), network: str | None = None) -> Cluster:
     """The cluster after the changes, in this order: replace, remove, add.
 
     --replace NODE=DEVICES  the machine's devices become DEVICES (2xrtx-4090, m3-ultra-80c-512gb)
     --remove NODE           the machine and its links go
     --add DEVICES[@NODE]    into machine NODE, or a new machine (added-1, ...) on the cluster's network
+                            (`network`, when given, is the new machine's link)
     """
     nodes = list(cluster.nodes)
     links = list(cluster.links)
@@ -95,7 +96,15 @@ def apply_changes(cluster: Cluster, *, add: tuple[str, ...] = (), remove: tuple[
             added += 1
         new = _renumbered(machine.model_copy(update={"name": f"added-{added}"}), list(machine.devices))
         shared = next((link for link in links if link.b is None), None)
-        if shared is not None:
+        if network is not None:
+            from planner.loaders.links import find_link
+
+            try:
+                link = find_link(network, scope="network", field="--network")
+            except InputError as err:
+                raise InputError(err.detail, field="--network", suggestion=err.suggestion) from None
+            links.append(NetworkLink(a=new.name, b=None if shared is not None else nodes[0].name, link=link))
+        elif shared is not None:
             links.append(NetworkLink(a=new.name, b=None, link=shared.link, count=shared.count))
         else:  # no shared switch: cable it to the first machine over the link the others use, or 10 GbE
             from planner.loaders.links import find_link
@@ -145,7 +154,7 @@ def _row(scenario: Scenario, plan: Any, code: int, base_cost: float | None) -> d
         "scenario": scenario.name, "weights": plan.request.precision.weights, "kv_cache": plan.request.precision.kv_cache,
         "machines": len(scenario.cluster.nodes), "devices": len(scenario.cluster.devices), "fits": fits,
         "status": plan.solver.status.value, "reason": reason,
-        "replicas": len(plan.replicas) if fits else 0, "devices_used": used,
+        "users": plan.request.users, "replicas": len(plan.replicas) if fits else 0, "devices_used": used,
         "tokens_per_s": performance.decode_tokens_per_s_total if fits else None,
         "tokens_per_s_per_user": performance.decode_tokens_per_s_per_user if fits else None,
         "time_to_first_token_s": performance.time_to_first_token_s if fits else None,
@@ -159,7 +168,7 @@ def run_whatif(args: WhatifArgs, today: datetime.date | None = None) -> tuple[di
     """The report and its exit code (0 when at least one scenario fits, 1 when none does)."""
     today = today or datetime.date.today()
     base = load_cluster(args)
-    changed = apply_changes(base, add=args.add, remove=args.remove, replace=args.replace) if (
+    changed = apply_changes(base, add=args.add, remove=args.remove, replace=args.replace, network=args.network) if (
         args.add or args.remove or args.replace) else None
     weights = [w.strip() for w in args.weights.split(",")] if args.weights else [None]
     if args.weights and any(not w for w in weights):
@@ -198,12 +207,12 @@ def to_whatif_text(data: dict[str, Any]) -> str:
     """The report as a table, one scenario per line."""
     head = f"What if: {data['model']} on {data['inventory']}"
     lines = [head + (f"; changed by {' '.join(data['changes'])}" if data["changes"] else "")]
-    columns = ["scenario", "weights", "machines", "devices", "fits", "tok/s", "tok/s/user", "TTFT s", "max users",
+    columns = ["scenario", "weights", "machines", "devices", "fits", "users", "tok/s", "tok/s/user", "TTFT s", "max users",
                "used", "cost USD", "change USD"]
     table = [columns]
     for r in data["scenarios"]:
         table.append([r["scenario"], r["weights"], str(r["machines"]), str(r["devices"]), "yes" if r["fits"] else "no",
-                      _number(r["tokens_per_s"]), _number(r["tokens_per_s_per_user"]), _number(r["time_to_first_token_s"], 2),
+                      f"{r['users']:,}", _number(r["tokens_per_s"]), _number(r["tokens_per_s_per_user"]), _number(r["time_to_first_token_s"], 2),
                       "-" if r["max_users"] is None else f"{r['max_users']:,}", str(r["devices_used"]),
                       _number(r["cost_usd"], 0) if r["cost_usd"] is not None else f"unpriced: {', '.join(r['unpriced'][:3])}",
                       _number(r["cost_change_usd"], 0)])
