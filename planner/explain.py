@@ -14,7 +14,7 @@ from planner.estimate.kv_cache import estimate_kv_cache_bytes
 from planner.estimate.weights import estimate_weight_bytes
 from planner.schemas.engine import EngineProfile
 from planner.schemas.hardware import HardwareSpec
-from planner.schemas.inventory import Cluster, Device, NetworkLink, Node
+from planner.schemas.inventory import Cluster, Device, Node
 from planner.schemas.link import LinkSpec
 from planner.schemas.model import ModelSpec
 from planner.schemas.precision import PrecisionFormat, PrecisionMix
@@ -103,14 +103,6 @@ def _largest(low: int, high: int, fits: Callable[[int], bool]) -> int | None:
     return low
 
 
-def _joined(cluster: Cluster, new: list[Node], link: LinkSpec) -> Cluster:
-    """`cluster` with machines `new`, on its shared network (or cabled to its first machine)."""
-    shared = next((x for x in cluster.links if x.b is None), None)
-    extra = tuple(NetworkLink(a=n.name, b=None, link=shared.link, count=shared.count) if shared is not None else
-                  NetworkLink(a=n.name, b=cluster.nodes[0].name, link=link) for n in new)
-    return Cluster(name=cluster.name, nodes=cluster.nodes + tuple(new), links=cluster.links + extra, source=cluster.source)
-
-
 def _with_devices(cluster: Cluster, spec: HardwareSpec, count: int, link: LinkSpec, intra: LinkSpec) -> Cluster:
     """`count` devices of `spec` in one new machine (a unified-memory machine is one device, so
     `count` machines)."""
@@ -123,17 +115,13 @@ def _with_devices(cluster: Cluster, spec: HardwareSpec, count: int, link: LinkSp
         nodes = [Node(name=f"added-{k + 1}", devices=(device(f"added-{k + 1}", 0),), interconnect=intra) for k in range(count)]
     else:
         nodes = [Node(name="added", devices=tuple(device("added", i) for i in range(count)), interconnect=intra)]
-    return _joined(cluster, nodes, link)
+    return cluster.joined(nodes, link)
 
 
 def _with_machines(cluster: Cluster, like: Node, count: int, link: LinkSpec) -> Cluster:
     """`count` more machines made like `like`."""
-    nodes = []
-    for k in range(count):
-        name = f"added-{k + 1}"
-        devices = tuple(d.model_copy(update={"id": f"{name}/gpu{d.index}", "node": name}) for d in like.devices)
-        nodes.append(like.model_copy(update={"name": name, "devices": devices, "address": None}))
-    return _joined(cluster, nodes, link)
+    return cluster.joined([like.holding(like.devices, f"added-{k + 1}").model_copy(update={"address": None})
+                           for k in range(count)], link)
 
 
 def _make_up(node: Node) -> str:

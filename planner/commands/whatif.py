@@ -13,9 +13,10 @@ from typing import Any
 
 from planner.commands.args import DeployArgs
 from planner.commands.deploy import load_cluster, run_deploy
-from planner.errors import InputError
+from planner.errors import InputError, suggest_name
+from planner.loaders.links import find_link
 from planner.loaders.shorthand import build_shorthand_cluster
-from planner.schemas.inventory import Cluster, Device, NetworkLink, Node
+from planner.schemas.inventory import Cluster, Node
 
 
 class WhatifArgs(DeployArgs):
@@ -26,19 +27,13 @@ class WhatifArgs(DeployArgs):
     replace: tuple[str, ...] = ()
 
 
-def _nodes_named(cluster: Cluster, name: str, option: str) -> Node:
-    for node in cluster.nodes:
+def _node_named(nodes: tuple[Node, ...], name: str, option: str) -> Node:
+    for node in nodes:
         if node.name == name:
             return node
-    from planner.errors import suggest_name
-
-    raise InputError(f"no machine named '{name}' (machines: {', '.join(n.name for n in cluster.nodes)})", field=option,
-                     suggestion=suggest_name(name, [n.name for n in cluster.nodes]))
-
-
-def _renumbered(node: Node, devices: list[Device]) -> Node:
-    return node.model_copy(update={"devices": tuple(
-        d.model_copy(update={"id": f"{node.name}/gpu{k}", "node": node.name, "index": k}) for k, d in enumerate(devices))})
+    names = [n.name for n in nodes]
+    raise InputError(f"no machine named '{name}' (machines: {', '.join(names)})", field=option,
+                     suggestion=suggest_name(name, names))
 
 
 def _machine_of(items: str, option: str) -> Node:
@@ -49,9 +44,8 @@ def _machine_of(items: str, option: str) -> Node:
         raise InputError(err.detail, field=option, suggestion=err.suggestion) from None
 
 
-def _check_unified(node: Node, option: str) -> None:
-    if any(d.spec.unified_memory for d in node.devices) and len(node.devices) > 1:
-        raise InputError(f"{node.name}: a unified-memory machine (a Mac, a SoC) is one device per node", field=option)
+def _swapped(cluster: Cluster, old: Node, new: Node) -> Cluster:
+    return cluster.model_copy(update={"nodes": tuple(new if n.name == old.name else n for n in cluster.nodes)})
 
 
 def apply_changes(cluster: Cluster, *, add: tuple[str, ...] = (), remove: tuple[str, ...] = (),
@@ -63,56 +57,44 @@ def apply_changes(cluster: Cluster, *, add: tuple[str, ...] = (), remove: tuple[
     --add DEVICES[@NODE]    into machine NODE, or a new machine (added-1, ...) on the cluster's network
                             (`network`, when given, is the new machine's link)
     """
-    nodes = list(cluster.nodes)
-    links = list(cluster.links)
     for text in replace:
         name, sep, items = text.partition("=")
         if not sep or not items.strip():
             raise InputError(f"'{text}' is not NODE=DEVICES (e.g. gpu-box=2xrtx-4090)", field="--replace")
-        node = _nodes_named(cluster, name.strip(), "--replace")
+        node = _node_named(cluster.nodes, name.strip(), "--replace")
         machine = _machine_of(items, "--replace")
         interconnect = machine.interconnect if any(d.spec.unified_memory for d in machine.devices) else node.interconnect
-        changed = _renumbered(node.model_copy(update={"interconnect": interconnect}), list(machine.devices))
-        nodes = [changed if n.name == node.name else n for n in nodes]
+        cluster = _swapped(cluster, node, node.model_copy(update={"interconnect": interconnect}).holding(machine.devices))
     for name in remove:
-        node = _nodes_named(cluster, name.strip(), "--remove")
-        nodes = [n for n in nodes if n.name != node.name]
-        links = [link for link in links if node.name not in (link.a, link.b)]
-    if not nodes:
-        raise InputError("no machine would be left", field="--remove")
+        node = _node_named(cluster.nodes, name.strip(), "--remove")
+        if len(cluster.nodes) == 1:
+            raise InputError("no machine would be left", field="--remove")
+        cluster = cluster.model_copy(update={"nodes": tuple(n for n in cluster.nodes if n.name != node.name),
+                                             "links": tuple(x for x in cluster.links if node.name not in (x.a, x.b))})
+    link = None
+    if network is not None:
+        try:
+            link = find_link(network, scope="network", field="--network")
+        except InputError as err:
+            raise InputError(err.detail, field="--network", suggestion=err.suggestion) from None
     added = 0
     for text in add:
         items, at, where = text.partition("@")
         machine = _machine_of(items, "--add")
         if at:
-            node = _nodes_named(Cluster(name=cluster.name, nodes=tuple(nodes), links=()), where.strip(), "--add")
-            grown = _renumbered(node, list(node.devices) + list(machine.devices))
-            _check_unified(grown, "--add")
-            nodes = [grown if n.name == node.name else n for n in nodes]
+            node = _node_named(cluster.nodes, where.strip(), "--add")
+            grown = node.holding(node.devices + machine.devices)
+            if any(d.spec.unified_memory for d in grown.devices) and len(grown.devices) > 1:
+                raise InputError(f"{node.name}: a unified-memory machine (a Mac, a SoC) is one device per node", field="--add")
+            cluster = _swapped(cluster, node, grown)
             continue
         added += 1
-        names = {n.name for n in nodes}
-        while f"added-{added}" in names:
+        while f"added-{added}" in {n.name for n in cluster.nodes}:
             added += 1
-        new = _renumbered(machine.model_copy(update={"name": f"added-{added}"}), list(machine.devices))
-        shared = next((link for link in links if link.b is None), None)
-        if network is not None:
-            from planner.loaders.links import find_link
-
-            try:
-                link = find_link(network, scope="network", field="--network")
-            except InputError as err:
-                raise InputError(err.detail, field="--network", suggestion=err.suggestion) from None
-            links.append(NetworkLink(a=new.name, b=None if shared is not None else nodes[0].name, link=link))
-        elif shared is not None:
-            links.append(NetworkLink(a=new.name, b=None, link=shared.link, count=shared.count))
-        else:  # no shared switch: cable it to the first machine over the link the others use, or 10 GbE
-            from planner.loaders.links import find_link
-
-            link = links[0].link if links else find_link("ethernet-10g", scope="network")
-            links.append(NetworkLink(a=new.name, b=nodes[0].name, link=link))
-        nodes.append(new)
-    return cluster.model_copy(update={"nodes": tuple(nodes), "links": tuple(links)})
+        # Without --network: the shared switch, or cabled to the first machine over the link the others use, or 10 GbE.
+        cable = link or (cluster.links[0].link if cluster.links else find_link("ethernet-10g", scope="network"))
+        cluster = cluster.joined([machine.holding(machine.devices, f"added-{added}")], cable, own_link=link is not None)
+    return cluster
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,13 @@ _ITEM = re.compile(r"^(?:(\d+)\s*[x×*]\s*)?([A-Za-z0-9][A-Za-z0-9.\-]*)$")
 _GROUP = re.compile(r"^(?:(\d+)\s*[x×*]\s*)?\((.*)\)$")
 
 
+def _count(match: re.Match, part: str, limit: int, what: str, option: str) -> int:
+    count = int(match.group(1) or 1)
+    if not 1 <= count <= limit:
+        raise InputError(f"'{part}': a {what}count from 1 to {limit:,}", field=option)
+    return count
+
+
 def _items(text: str, option: str) -> list[tuple[int, HardwareSpec]]:
     out = []
     for part in text.split(","):
@@ -34,9 +41,7 @@ def _items(text: str, option: str) -> list[tuple[int, HardwareSpec]]:
         match = _ITEM.match(part)
         if not match:
             raise InputError(f"'{part}' is not COUNTxTYPE or TYPE (e.g. 2xrtx-3090)", field=option)
-        count = int(match.group(1) or 1)
-        if not 1 <= count <= MAX_DEVICES:
-            raise InputError(f"'{part}': a count from 1 to {MAX_DEVICES:,}", field=option)
+        count = _count(match, part, MAX_DEVICES, "", option)
         try:
             spec = find_hardware(match.group(2))
         except InputError as err:
@@ -79,9 +84,7 @@ def build_shorthand_cluster(*, gpus: str | None = None, nodes: str | None = None
             match = _GROUP.match(group)
             if not match:
                 raise InputError(f"'{group}' is not COUNTx(DEVICES) or (DEVICES), e.g. 2x(8xh100-sxm)", field=option)
-            count = int(match.group(1) or 1)
-            if not 1 <= count <= MAX_NODES:
-                raise InputError(f"'{group}': a machine count from 1 to {MAX_NODES:,}", field=option)
+            count = _count(match, group, MAX_NODES, "machine ", option)
             machines.append((count, _machine(_items(match.group(2), option), interconnect)))
     entries, k = [], 0
     for count, machine in machines:

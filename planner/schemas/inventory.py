@@ -175,6 +175,12 @@ class Node(_Resolved):
     address: str | None = None
     ports: Ports = Ports()
 
+    def holding(self, devices: tuple[Device, ...] | list[Device], name: str | None = None) -> Node:
+        """This machine (renamed `name`) holding `devices`, numbered after it in order."""
+        name = name or self.name
+        numbered = tuple(d.model_copy(update={"id": f"{name}/gpu{k}", "node": name, "index": k}) for k, d in enumerate(devices))
+        return self.model_copy(update={"name": name, "devices": numbered})
+
 
 class NetworkLink(_Resolved):
     """A resolved link between two nodes (or from a node to the shared switch, b = None)."""
@@ -196,6 +202,15 @@ class Cluster(_Resolved):
     @property
     def devices(self) -> tuple[Device, ...]:
         return tuple(d for n in self.nodes for d in n.devices)
+
+    def joined(self, new: list[Node] | tuple[Node, ...], link: LinkSpec, *, own_link: bool = False) -> Cluster:
+        """This cluster with machines `new` on its shared network (or, with none, cabled to its
+        first machine over `link`); with `own_link`, over `link` either way."""
+        shared = next((x for x in self.links if x.b is None), None)
+        extra = tuple(NetworkLink(a=n.name, b=self.nodes[0].name, link=link) if shared is None else
+                      NetworkLink(a=n.name, b=None, link=link, count=1) if own_link else
+                      NetworkLink(a=n.name, b=None, link=shared.link, count=shared.count) for n in new)
+        return self.model_copy(update={"nodes": self.nodes + tuple(new), "links": self.links + extra})
 
 
 DetectSource = Literal["nvidia-smi-csv", "nvidia-smi-xml", "system-profiler"]
