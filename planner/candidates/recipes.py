@@ -148,6 +148,11 @@ def check_speed_targets(request: ServeRequest, speed: ReplicaSpeed) -> str | Non
     return None
 
 
+def is_speed_rejection(reason: str) -> bool:
+    """True when a layout was rejected only for missing the speed targets (check_speed_targets)."""
+    return reason.endswith(" asked for")
+
+
 def _speed_key(unit: UnitType, calibration: SpeedCalibration) -> float:
     return unit.tp * unit.device_class.spec.memory_bandwidth_gb_s * calibration.quantized_bandwidth_efficiency
 
@@ -157,8 +162,8 @@ class RecipeBuilder:
 
     def __init__(self, model: ModelSpec, mix: PrecisionMix, request: ServeRequest, cluster: Cluster,
                  calibrations: dict[str, SpeedCalibration], engine: EngineProfile, topology: Topology | None = None,
-                 coarse: bool = False, deadline: float | None = None) -> None:
-        self.coarse, self.deadline = coarse, deadline
+                 coarse: bool = False, deadline: float | None = None, replicas_elsewhere: bool = False) -> None:
+        self.coarse, self.deadline, self.replicas_elsewhere = coarse, deadline, replicas_elsewhere
         self.model, self.mix, self.request, self.cluster, self.engine = model, mix, request, cluster, engine
         self.calibrations = calibrations
         self.topology = topology or build_topology(cluster)
@@ -310,7 +315,10 @@ class RecipeBuilder:
                 out.rejections.append(Rejection("any layout", "no device class supports a legal tensor-parallel size"))
             return out
         total_devices = sum(c.devices for c in self.classes)
-        out.user_values = _user_values(self.request.users, total_devices, self.coarse)
+        # A replica's users are an even split of everyone's over the replicas; with replicas on other
+        # machines too (a purchase that mixes templates), over more replicas than these devices hold.
+        out.user_values = _user_values(self.request.users, self.request.users if self.replicas_elsewhere else total_devices,
+                                       self.coarse)
         replicas = self.request.data_parallel_size
         if replicas is not None:
             out.user_values = sorted({max(1, -(-self.request.users // replicas)), max(1, self.request.users // replicas)})
@@ -566,7 +574,9 @@ def without_dominated(recipes: list[Recipe], objective: str, packed: frozenset[i
 
 def build_candidates(model: ModelSpec, mix: PrecisionMix, request: ServeRequest, cluster: Cluster,
                      calibrations: dict[str, SpeedCalibration], engine: EngineProfile, topology: Topology | None = None,
-                     coarse: bool = False, deadline: float | None = None) -> CandidateSet:
+                     coarse: bool = False, deadline: float | None = None, replicas_elsewhere: bool = False) -> CandidateSet:
     """All recipes for serving `model` on `cluster` with `engine` (coarse: fewer users-per-replica
-    values), built until `deadline` (a time.perf_counter() value) at the latest."""
-    return RecipeBuilder(model, mix, request, cluster, calibrations, engine, topology, coarse, deadline).build()
+    values; replicas_elsewhere: the users may also be split with replicas outside this cluster),
+    built until `deadline` (a time.perf_counter() value) at the latest."""
+    return RecipeBuilder(model, mix, request, cluster, calibrations, engine, topology, coarse, deadline,
+                         replicas_elsewhere).build()

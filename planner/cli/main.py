@@ -51,6 +51,60 @@ def _emit(data: Any, fmt: str, text: Callable[[Any], str]) -> None:
     _echo(_render(data, fmt, text))
 
 
+def _progress() -> Callable[[str], None] | None:
+    """A writer of progress lines on stderr when it is a terminal; None (quiet) otherwise."""
+    if not sys.stderr.isatty():
+        return None
+    return lambda text: click.echo(f"... {text}", err=True)
+
+
+def _check_answer_files(args: Any) -> None:
+    """A bad --report or --pictures fails before the run, not after it."""
+    from planner.loaders.files import check_path_length, check_writable
+
+    if getattr(args, "report", None):
+        check_writable(args.report)
+    if getattr(args, "pictures", None):
+        from planner.errors import InputError
+        from planner.report.pictures import INSTALL_HINT, pictures_available
+
+        check_path_length(args.pictures, field="--pictures")
+        if not pictures_available():
+            raise InputError(INSTALL_HINT, field="--pictures")
+
+
+def _write_answer_files(args: Any, kind: str, data: dict[str, Any], plan: dict[str, Any] | None,
+                        inventory: dict[str, Any] | None = None) -> None:
+    """--pictures DIR (SVG and PNG of each picture) and --report FILE.html, for an answer."""
+    from pathlib import Path
+
+    from planner.commands.report import (
+        PICTURE_FORMATS,
+        build_answer_pictures,
+        to_answer_report,
+    )
+    from planner.loaders.files import write_bytes, write_text
+
+    if getattr(args, "pictures", None):
+        folder = Path(args.pictures)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise PlannerError(f"{args.pictures}: cannot make the folder: {exc.strerror or exc}") from None
+        written = []
+        for fmt in PICTURE_FORMATS:
+            for name, picture in build_answer_pictures(kind, data, plan=plan, inventory=inventory, fmt=fmt).items():
+                write_bytes(folder / f"{name}.{fmt}", picture)
+                written.append(f"{name}.{fmt}")
+        _echo(f"wrote {len(written)} pictures to {args.pictures}: {', '.join(written)}", err=True)
+    if getattr(args, "report", None):
+        if plan is None:
+            _echo("no plan, so no report", err=True)
+            return
+        write_text(args.report, to_answer_report(kind, data, plan=plan, inventory=inventory))
+        _echo(f"wrote the report to {args.report}", err=True)
+
+
 def _build_args(schema: type[BaseModel], ctx: click.Context, **params: Any) -> Any:
     """The command's typed arguments from its options; a rule broken names the option."""
     values = dict(params)
@@ -150,7 +204,8 @@ def memory(ctx: click.Context, **params: Any) -> None:
      "embedding", "lm_head", "attention", "dense_mlp", "experts", "shared_experts", "users", "request_rate", "context", "prompt_tokens", "output_tokens", "prefill_chunk",
      "max_sequences", "min_tokens_per_s", "max_ttft", "objective", "gpu_memory_utilization", "kv_cache_memory_bytes", "block_size", "enforce_eager", "overhead", "runtime_reserve_gib", "time_limit", "mode", "global_batch_size", "micro_batch_size", "sequence_length",
      "optimizer", "recompute", "zero_stage", "offload", "lora_rank", "qlora", "fp32_training", "tensor_parallel_size",
-     "pipeline_parallel_size", "data_parallel_size", "layer_split", "output", "export", "out", "model_path", "fmt")
+     "pipeline_parallel_size", "data_parallel_size", "layer_split", "output", "report", "pictures", "export", "out",
+     "model_path", "fmt")
 @click.pass_context
 def deploy(ctx: click.Context, **params: Any) -> int:
     """Choose devices and a split (replicas, pipeline stages, tensor parallelism) and predict speed."""
@@ -162,6 +217,7 @@ def deploy(ctx: click.Context, **params: Any) -> int:
         from planner.loaders.files import check_writable
 
         check_writable(args.output)  # a bad -o fails before the run, not after it
+    _check_answer_files(args)
     if args.export_to:
         from planner.loaders.files import check_bundle_folder
 
@@ -179,6 +235,11 @@ def deploy(ctx: click.Context, **params: Any) -> int:
         from planner.loaders.files import write_text
 
         write_text(args.output, _render(data, "json" if args.output.endswith(".json") else "yaml", result.text) + "\n")
+    if args.report or args.pictures:
+        from planner.commands.deploy import load_cluster
+        from planner.report.inventory import to_inventory_dict
+
+        _write_answer_files(args, "deploy", data, data, to_inventory_dict(load_cluster(args)))
     if args.export_to and result.exit_code == 0:
         from planner.commands.saved import export_plan
         from planner.loaders.files import write_bundle
@@ -193,27 +254,79 @@ def deploy(ctx: click.Context, **params: Any) -> int:
 
 # ----------------------------------------------------------------------------- plan whatif
 @main.command()
-@use("inventory", "gpus", "nodes", "interconnect", "network", "add", "remove", "replace", "model", "engine",
+@use("inventory", "gpus", "nodes", "interconnect", "network", "add", "remove", "replace", "market", "templates", "cost",
+     "years", "usd_per_kwh", "utilization", "max_machines", "list_templates", "model", "engine",
      "engine_version", "weights", "kv_cache", "users", "request_rate", "context", "prompt_tokens", "output_tokens",
-     "min_tokens_per_s", "max_ttft", "objective", "time_limit", "output", "fmt")
+     "min_tokens_per_s", "max_ttft", "objective", "time_limit", "output", "report", "pictures", "fmt")
 @click.pass_context
 def whatif(ctx: click.Context, **params: Any) -> int:
     """The same request on the machines as they are and after changes (--add, --remove, --replace),
-    or for several weight formats (--weights q4_k_m,q8_0,bf16): fits, speed, capacity, cost."""
+    or for several weight formats (--weights q4_k_m,q8_0,bf16): fits, speed, capacity, cost.
+
+    Without --inventory, --gpus or --nodes: the cheapest machines to buy or rent from a market of
+    templates (--market, --template, --cost purchase|hourly|tco) that meet --users or
+    --request-rate at --min-tokens-per-s and --max-ttft, each a verified plan."""
     from planner.commands.whatif import WhatifArgs, run_whatif, to_whatif_text
 
+    if params.get("list_templates"):
+        from planner.commands.market import list_templates, to_templates_text
+
+        data = list_templates(params.get("market"), params.get("templates") or ())
+        _emit(data, params.get("fmt") or "table", to_templates_text)
+        return 0
     args = _build_args(WhatifArgs, ctx, **params)
     if args.output:
         from planner.loaders.files import check_writable
 
         check_writable(args.output)
-    data, code = run_whatif(args)
-    _emit(data, args.fmt, to_whatif_text)
+    _check_answer_files(args)
+    if args.buying:
+        from planner.commands.buy import run_buy, to_buy_text
+
+        data, code = run_buy(args, progress=_progress())
+        text, kind = to_buy_text, "buy"
+        plan = next((r["plan"] for r in data["configurations"] if r["verified"]), None)
+    else:
+        plans: list[dict[str, Any]] = []
+        data, code = run_whatif(args, plans=plans)
+        text, kind = to_whatif_text, "whatif"
+        fitting = [p for p, r in zip(plans, data["scenarios"]) if r["fits"]]
+        plan = fitting[-1] if fitting else (plans[-1] if plans else None)
+    _emit(data, args.fmt, text)
+    if args.report or args.pictures:
+        _write_answer_files(args, kind, data, plan)
     if args.output:
         from planner.loaders.files import write_text
 
-        write_text(args.output, _render(data, "json" if args.output.endswith(".json") else "yaml", to_whatif_text) + "\n")
+        write_text(args.output, _render(data, "json" if args.output.endswith(".json") else "yaml", text) + "\n")
     return code
+
+
+# ----------------------------------------------------------------------------- plan sweep
+@main.command()
+@use("inventory", "gpus", "nodes", "interconnect", "network", "model", "engines", "engine_version", "weights_list",
+     "kv_cache", "users_list", "contexts", "prompt_tokens", "output_tokens", "min_tokens_per_s", "max_ttft", "objective",
+     "time_limit", "report", "pictures", "sweep_fmt")
+@click.pass_context
+def sweep(ctx: click.Context, **params: Any) -> int:
+    """A grid of users x context (and --weights, --engine lists) on one set of machines: fits, per-user
+    and total speed, capacity, and the largest user count for each context."""
+    from planner.commands.sweep import SweepArgs, run_sweep, to_sweep_csv, to_sweep_text
+
+    args = _build_args(SweepArgs, ctx, **params)
+    _check_answer_files(args)
+    data = run_sweep(args, progress=_progress())
+    if args.fmt == "csv":
+        _echo(to_sweep_csv(data))
+    else:
+        _emit(data, args.fmt, to_sweep_text)
+    if args.report or args.pictures:
+        from planner.commands.sweep import plan_largest_cell
+        from planner.report.inventory import to_inventory_dict
+
+        plan, cluster = plan_largest_cell(args, data)
+        _write_answer_files(args, "sweep", data, plan, to_inventory_dict(cluster))
+    return EXIT_OK if any(r["fits"] for r in data["rows"]) else EXIT_INFEASIBLE
 
 
 # ----------------------------------------------------------------------------- plan export

@@ -156,6 +156,8 @@ class DeployArgs(TrainingArgs):
     time_limit: float = Field(60.0, ge=0.1, le=MAX_TIME_LIMIT_S)
     global_batch_size: int = Field(64, ge=1, le=MAX_BATCH)
     output: str | None = Field(None, max_length=4096)
+    report: str | None = Field(None, max_length=4096)
+    pictures: str | None = Field(None, max_length=4096)
     export_to: str | None = None
     out: str | None = Field(None, max_length=4096)
     model_path: str | None = Field(None, max_length=4096)

@@ -18,7 +18,7 @@ from planner.assign.identity import (
 )
 from planner.assign.serve import build_serve_plan
 from planner.assign.train import build_train_plan
-from planner.candidates.recipes import build_candidates
+from planner.candidates.recipes import CandidateSet, build_candidates
 from planner.candidates.training import (
     build_training_candidates,
     build_training_workload,
@@ -126,6 +126,50 @@ def load_cluster(args: DeployArgs) -> Cluster:
     return build_shorthand_cluster(gpus=args.gpus, nodes=args.nodes, interconnect=args.interconnect, network=args.network)
 
 
+@dataclass(frozen=True)
+class ServingSetup:
+    """What every serving plan of one request on one cluster shares: the engine and the mix it
+    runs, the speed calibration, the topology and the request's fields; `candidates` builds the
+    layouts for a number of users."""
+
+    args: DeployArgs
+    cluster: Cluster
+    model: ModelSpec
+    engine: Any
+    mix: Any
+    engine_ref: Any
+    calibrations: Any
+    topology: Any
+    context: int
+
+    def request(self, users: int) -> ServePlanRequest:
+        args, model = self.args, self.model
+        return _typed(ServePlanRequest,
+            model=build_model_ref(model, hf_repo_of(model)), precision=build_precision_out(self.mix), engine=self.engine_ref,
+            users=users, request_rate=args.request_rate, context=self.context, prompt_tokens=args.prompt_tokens,
+            output_tokens=args.output_tokens, prefill_chunk=args.prefill_chunk, max_sequences=args.max_sequences,
+            min_tokens_per_s=args.min_tokens_per_s, max_ttft_s=args.max_ttft, objective=args.objective,
+            gpu_memory_utilization=args.gpu_memory_utilization, kv_cache_memory_bytes=args.kv_cache_memory_bytes,
+            enforce_eager=args.enforce_eager, block_size=args.block_size, overhead_factor=resolve_overhead(args, exact=True),
+            runtime_reserve_bytes=resolve_reserve(args), time_limit_s=args.time_limit, **_pins(args, model),
+        )
+
+    def candidates(self, users: int, deadline: float, *, replicas_elsewhere: bool = False) -> tuple[ServePlanRequest, CandidateSet]:
+        request = self.request(users)
+        return request, build_candidates(self.model, self.mix, request, self.cluster, self.calibrations, self.engine,
+                                         self.topology, deadline=deadline, replicas_elsewhere=replicas_elsewhere)
+
+
+def prepare_serving(args: DeployArgs, cluster: Cluster, model: ModelSpec | None = None) -> ServingSetup:
+    """The engine, mix, calibration and topology of a serving request on `cluster` (exit 2 when no
+    engine runs the request there)."""
+    model = model or load_model(args.model)
+    context = _resolve_serve_context(args, model)
+    engine, mix, engine_ref = resolve_engine(args, cluster, model)
+    return ServingSetup(args, cluster, model, engine, mix, engine_ref, load_calibration(engine.speed.speed_class),
+                        build_topology(cluster), context)
+
+
 def run_deploy(args: DeployArgs, cluster: Cluster | None = None) -> DeployResult:
     """Plan the request within args.time_limit seconds (on `cluster` when given, else on the
     machines the arguments name)."""
@@ -138,31 +182,16 @@ def run_deploy(args: DeployArgs, cluster: Cluster | None = None) -> DeployResult
     if "users" in args.explicit and args.request_rate is not None:
         raise InputError("give --users (requests in flight) or --request-rate (requests per second), not both",
                          field="--request-rate")
-    context = _resolve_serve_context(args, model)
     if args.objective == "cost":
         _check_prices(cluster)
-    engine, mix, engine_ref = resolve_engine(args, cluster, model)
-    calibrations = load_calibration(engine.speed.speed_class)
-    topology = build_topology(cluster)
-
-    def request_for(users: int) -> ServePlanRequest:
-        return _typed(ServePlanRequest,
-            model=build_model_ref(model, hf_repo_of(model)), precision=build_precision_out(mix), engine=engine_ref, users=users,
-            request_rate=args.request_rate, context=context, prompt_tokens=args.prompt_tokens, output_tokens=args.output_tokens,
-            prefill_chunk=args.prefill_chunk, max_sequences=args.max_sequences, min_tokens_per_s=args.min_tokens_per_s,
-            max_ttft_s=args.max_ttft, objective=args.objective, gpu_memory_utilization=args.gpu_memory_utilization,
-            kv_cache_memory_bytes=args.kv_cache_memory_bytes, enforce_eager=args.enforce_eager, block_size=args.block_size,
-            overhead_factor=resolve_overhead(args, exact=True), runtime_reserve_bytes=resolve_reserve(args),
-            time_limit_s=args.time_limit, **_pins(args, model),
-        )
+    setup = prepare_serving(args, cluster, model)
+    engine, mix, calibrations, topology = setup.engine, setup.mix, setup.calibrations, setup.topology
 
     def attempt(users: int, until: float) -> _Attempt:
-        request = request_for(users)
         began = time.perf_counter()
         # The search for layouts may take part of the time; the solver, the checks and any
         # explanation get the rest.
-        build_deadline = began + BUILD_SHARE * (until - began)
-        candidates = build_candidates(model, mix, request, cluster, calibrations, engine, topology, deadline=build_deadline)
+        request, candidates = setup.candidates(users, began + BUILD_SHARE * (until - began))
         built = time.perf_counter()
         result = solve_candidates(candidates, time_limit_s=max(0.0, SOLVE_SHARE * (until - built)))
         if candidates.stopped_early and result.status == SolveStatus.INFEASIBLE:

@@ -43,7 +43,7 @@ def _where(profile: EngineProfile) -> str:
     return ", ".join(sorted({f"{w.vendor} {'/'.join(w.kinds)}" for w in profile.runs_on}))
 
 
-def _refuse(args: TrainingArgs, cluster: Cluster, model: ModelSpec, mix: PrecisionMix, what: str,
+def _refuse(args: TrainingArgs, cluster: Cluster, model: ModelSpec, mix: PrecisionMix, what: str | None,
             profile: EngineProfile | None = None) -> InputError:
     profiles = load_engine_catalog()
     able = engines_that_run(profiles, cluster, model, mix, args.mode)
@@ -53,7 +53,8 @@ def _refuse(args: TrainingArgs, cluster: Cluster, model: ModelSpec, mix: Precisi
                           field="--engine")
     families = ", ".join(mix_families(model, mix)) + f" weights with a {mix.kv_cache_dtype.id} KV cache"
     hint = f"engines that can: {', '.join(able)} (--engine)" if able else "no engine here runs it; choose other --weights"
-    return InputError(f"{what} does not run {families} on any device of this inventory; {hint}",
+    subject = f"{what} does not run" if what else "no engine runs"
+    return InputError(f"{subject} {families} on any device of this inventory; {hint}",
                       field="--engine" if args.engine else "--weights")
 
 
@@ -89,4 +90,4 @@ def _resolve(args: TrainingArgs, cluster: Cluster, model: ModelSpec) -> tuple[En
                 if engines_that_run({candidate.id: candidate}, cluster, model, fallback, args.mode):
                     return candidate, fallback, _ref(candidate, "rule", f"{reason}; {candidate.name} with its default "
                                                      f"weights {candidate.fallback_weights}")
-    raise _refuse(args, cluster, model, mix, "no engine of the rule")
+    raise _refuse(args, cluster, model, mix, None)

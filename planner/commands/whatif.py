@@ -11,12 +11,16 @@ import datetime
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import Field, model_validator
+
 from planner.commands.args import DeployArgs
 from planner.commands.deploy import load_cluster, run_deploy
 from planner.errors import InputError, suggest_name
+from planner.estimate.cost import estimate_price_age_months
 from planner.loaders.links import find_link
 from planner.loaders.shorthand import build_shorthand_cluster
 from planner.schemas.inventory import Cluster, Node
+from planner.schemas.market import CostBasis
 
 
 class WhatifArgs(DeployArgs):
@@ -25,6 +29,35 @@ class WhatifArgs(DeployArgs):
     add: tuple[str, ...] = ()
     remove: tuple[str, ...] = ()
     replace: tuple[str, ...] = ()
+    market: str | None = Field(None, max_length=4096)
+    templates: tuple[str, ...] = ()
+    cost: CostBasis = "purchase"
+    years: float = Field(3.0, gt=0, le=30)
+    usd_per_kwh: float | None = Field(None, gt=0, le=10)
+    utilization: float = Field(1.0, gt=0, le=1)
+    max_machines: int = Field(16, ge=1, le=64)
+    list_templates: bool = False
+
+    @property
+    def buying(self) -> bool:
+        """No machines given: the question is what to buy."""
+        return self.inventory is None and self.gpus is None and self.nodes is None
+
+    @model_validator(mode="after")
+    def _check_machines(self) -> WhatifArgs:
+        if self.buying:
+            changes = [f"--{n}" for n in ("add", "remove", "replace") if getattr(self, n)]
+            if changes:
+                raise ValueError(f"{', '.join(changes)} change machines you have: give them with --inventory, --gpus or --nodes")
+            if self.interconnect or self.network:
+                raise ValueError("--interconnect and --network describe --gpus/--nodes machines; a market template names its own")
+            return self
+        buy_only = [option for name, option in (("market", "--market"), ("templates", "--template"),
+                                                ("usd_per_kwh", "--usd-per-kwh")) if getattr(self, name)]
+        if buy_only or self.list_templates:
+            raise ValueError(f"{', '.join(buy_only) or '--list-templates'} appl{'ies' if len(buy_only) < 2 else 'y'} to buying "
+                             "from scratch: leave out --inventory, --gpus and --nodes")
+        return DeployArgs._check_machines(self)
 
 
 def _node_named(nodes: tuple[Node, ...], name: str, option: str) -> Node:
@@ -119,11 +152,6 @@ def _price_dates(clusters: list[Cluster]) -> list[str]:
     return sorted(dates)
 
 
-def _months_old(date: str, today: datetime.date) -> int:
-    year, month = (int(x) for x in date.split("-")[:2])
-    return (today.year - year) * 12 + today.month - month
-
-
 def _row(scenario: Scenario, plan: Any, code: int, base_cost: float | None) -> dict[str, Any]:
     cost, unpriced = _cost(scenario.cluster)
     performance, capacity = plan.performance, plan.capacity
@@ -146,8 +174,10 @@ def _row(scenario: Scenario, plan: Any, code: int, base_cost: float | None) -> d
     }
 
 
-def run_whatif(args: WhatifArgs, today: datetime.date | None = None) -> tuple[dict[str, Any], int]:
-    """The report and its exit code (0 when at least one scenario fits, 1 when none does)."""
+def run_whatif(args: WhatifArgs, today: datetime.date | None = None,
+               plans: list[dict[str, Any]] | None = None) -> tuple[dict[str, Any], int]:
+    """The report and its exit code (0 when at least one scenario fits, 1 when none does); each
+    scenario's plan document is appended to `plans` when given."""
     today = today or datetime.date.today()
     base = load_cluster(args)
     changed = apply_changes(base, add=args.add, remove=args.remove, replace=args.replace, network=args.network) if (
@@ -166,6 +196,8 @@ def run_whatif(args: WhatifArgs, today: datetime.date | None = None) -> tuple[di
     for scenario in scenarios:
         run_args = args.model_copy(update={"weights": scenario.weights, "time_limit": max(share, 0.1)})
         result = run_deploy(run_args, cluster=scenario.cluster)
+        if plans is not None:
+            plans.append(result.data)
         rows.append(_row(scenario, result.plan, result.exit_code, base_cost))
     dates = _price_dates([c for _, c in clusters])
     changes = ([f"--replace {t}" for t in args.replace] + [f"--remove {t}" for t in args.remove]
@@ -174,7 +206,7 @@ def run_whatif(args: WhatifArgs, today: datetime.date | None = None) -> tuple[di
         "kind": "whatif", "inventory": base.name, "model": args.model, "users": args.users,
         "request_rate": args.request_rate, "changes": changes, "scenarios": rows,
         "prices": {"from_catalog_dated": dates,
-                   "oldest_months": max((_months_old(d, today) for d in dates), default=None),
+                   "oldest_months": max((estimate_price_age_months(d, today) for d in dates), default=None),
                    "note": "cost is the purchase price of every device in the scenario's machines (catalog list prices "
                            "unless the inventory gives price_usd)"},
     }

@@ -149,6 +149,11 @@ def check_writable(path: str | os.PathLike[str]) -> tuple[Path, os.stat_result |
 
 def write_text(path: str | os.PathLike[str], text: str) -> None:
     """Replace `path` with `text` in one rename, keeping the file's mode; refuse non-regular files."""
+    write_bytes(path, text.encode("utf-8"))
+
+
+def write_bytes(path: str | os.PathLike[str], data: bytes) -> None:
+    """Replace `path` with `data` in one rename, keeping the file's mode; refuse non-regular files."""
     label = os.fspath(path)
     target, existing = check_writable(label)
     folder = target.parent
@@ -156,8 +161,8 @@ def write_text(path: str | os.PathLike[str], text: str) -> None:
     tmp: str | None = None
     try:
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{target.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
             os.fchmod(handle.fileno(), mode)

@@ -17,7 +17,8 @@ class Price(_Frozen):
     """What one unit costs, when and according to whom."""
 
     usd: float = Field(gt=0, description="Price in US dollars.")
-    date: str = Field(pattern=r"^\d{4}-\d{2}(-\d{2})?$", description="When the price was seen (YYYY-MM or YYYY-MM-DD).")
+    date: str = Field(pattern=r"^\d{4}(-\d{2}(-\d{2})?)?$",
+                      description="When the price was seen (YYYY-MM or YYYY-MM-DD; YYYY when only the year is known).")
     source: str = Field(min_length=4, description="Where the price was seen.")
 
 

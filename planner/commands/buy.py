@@ -1,0 +1,382 @@
+"""`plan whatif` without machines: the cheapest machines to buy (or rent) for a request, chosen
+from a market of templates (planner/loaders/market.py), each answer a verified plan.
+
+The search, exact within what it is offered:
+1. Each template (with each weight format asked for) gets a lower bound on its cost: the fewest
+   machines whose memory holds one copy of the weights and every user's KV cache, times its price.
+2. Templates are taken cheapest bound first. For each, CP-SAT (planner/solver/market.py) finds the
+   fewest machines of it that meet the targets, trying the bound's count, then doubling up to
+   --max-machines. A template whose bound is not below the cheapest answer so far cannot win,
+   alone or in a mix, and is skipped.
+3. One joint CP-SAT model over every template that could still be part of a cheaper mix chooses
+   how many of each to buy together with the replicas they run.
+4. The winner, and the cheapest answer of each template, is re-planned by `plan deploy` on exactly
+   the machines bought and checked by the verifier.
+"""
+
+from __future__ import annotations
+
+import datetime
+import fnmatch
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from planner.candidates.recipes import is_speed_rejection
+from planner.commands.args import DeployArgs
+from planner.commands.deploy import prepare_serving, run_deploy
+from planner.errors import InputError, PlannerError, suggest_name
+from planner.estimate.cost import (
+    MachineCost,
+    estimate_machine_cost,
+    estimate_price_age_months,
+)
+from planner.estimate.kv_cache import estimate_kv_cache_bytes
+from planner.estimate.weights import estimate_weight_bytes
+from planner.loaders.market import load_market_catalog, load_market_file
+from planner.loaders.shorthand import build_shorthand_cluster
+from planner.schemas.inventory import Cluster
+from planner.schemas.market import CostInputs, MachineTemplate
+from planner.schemas.plan import SolveStatus
+from planner.solver.market import MarketChoice, Offer, solve_market
+
+Progress = Callable[[str], None]
+FOUND = (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE)
+MAX_ROWS = 8  # cheapest answers shown, one per template
+VERIFY_SHARE = 0.2  # of --time-limit, for re-planning the answers on the machines bought
+
+
+@dataclass
+class _Option:
+    """One template with one weight format: its price, its bound, and what the search found."""
+
+    template: MachineTemplate
+    weights: str | None
+    cost: MachineCost
+    machines_low: int  # fewest machines memory allows
+    built: Offer | None = None  # layouts on the most machines tried
+    alone: MarketChoice | None = None  # its cheapest answer by itself
+    why_not: str | None = None
+
+    @property
+    def key(self) -> str:
+        return self.template.id + (f" ({self.weights})" if self.weights else "")
+
+    @property
+    def bound_usd(self) -> float:
+        return (self.cost.usd or 0.0) * self.machines_low
+
+
+def _cluster(template: MachineTemplate, machines: int) -> Cluster:
+    if machines == 1:
+        return build_shorthand_cluster(gpus=template.devices, interconnect=template.interconnect)
+    return build_shorthand_cluster(nodes=f"{machines}x({template.devices})", interconnect=template.interconnect,
+                                   network=template.network)
+
+
+def template_devices(template: MachineTemplate) -> list:
+    return [d.spec for d in _cluster(template, 1).devices]
+
+
+def select_templates(templates: tuple[MachineTemplate, ...], patterns: tuple[str, ...]) -> list[MachineTemplate]:
+    if not patterns:
+        return list(templates)
+    ids = [t.id for t in templates]
+    chosen: list[MachineTemplate] = []
+    for pattern in (p.strip().lower() for text in patterns for p in text.split(",")):
+        matched = [t for t in templates if fnmatch.fnmatchcase(t.id, pattern)]
+        if not matched:
+            raise InputError(f"no template matches '{pattern}' (`plan whatif --list-templates` lists them)",
+                             field="--template", suggestion=suggest_name(pattern, ids))
+        chosen += [t for t in matched if t not in chosen]
+    return chosen
+
+
+def _users_for(args: DeployArgs) -> tuple[int, list[str]]:
+    """The users to plan for: --users, or the requests in flight a --request-rate keeps at the
+    per-user speed asked for (Little's law: rate x (time to first token + output / speed))."""
+    if args.request_rate is None:
+        return args.users, []
+    if args.min_tokens_per_s is None:
+        raise InputError("buying for a --request-rate needs --min-tokens-per-s: the per-user speed sets how many "
+                         "requests are in flight", field="--request-rate")
+    output = args.output_tokens or 4096
+    ttft = args.max_ttft or 0.0
+    users = max(1, math.ceil(args.request_rate * (ttft + output / args.min_tokens_per_s)))
+    return users, [f"--request-rate {args.request_rate:g}: {users} requests in flight at {args.min_tokens_per_s:g} tokens/s "
+                   f"per user and {output:,} output tokens" + (f" within a {ttft:g} s first token" if ttft else
+                   " (first-token time not counted: give --max-ttft to include it)")]
+
+
+def _option(args: DeployArgs, template: MachineTemplate, weights: str | None, inputs: CostInputs, users: int) -> _Option:
+    devices = template_devices(template)
+    option = _Option(template, weights, estimate_machine_cost(template, devices, inputs), 1)
+    if option.cost.usd is None:
+        option.why_not = option.cost.why_not
+        return option
+    try:
+        setup = prepare_serving(args.model_copy(update={"weights": weights}), _cluster(template, 1))
+    except PlannerError as err:
+        option.why_not = getattr(err, "detail", str(err))
+        return option
+    need = estimate_weight_bytes(setup.model, setup.mix).total_bytes + estimate_kv_cache_bytes(
+        setup.model, setup.mix.kv_cache_dtype, context=setup.context, users=users)
+    usable = sum(max(0, d.usable_bytes) for d in setup.cluster.devices)
+    option.machines_low = max(1, math.ceil(need / usable)) if usable > 0 else 10**9
+    return option
+
+
+def _offer(args: DeployArgs, option: _Option, machines: int, users: int, deadline: float) -> Offer:
+    setup = prepare_serving(args.model_copy(update={"weights": option.weights, "users": users}), _cluster(option.template, machines))
+    _, candidates = setup.candidates(users, deadline, replicas_elsewhere=True)
+    return Offer(option.key, candidates, machines, option.cost.usd or 0.0)
+
+
+def _search_alone(args: DeployArgs, option: _Option, users: int, best: float, max_machines: int, deadline: float) -> None:
+    """The fewest machines of this template alone that serve the request, if fewer than cost `best`."""
+    machines = option.machines_low
+    if machines > max_machines:
+        option.why_not = f"its memory needs at least {machines} machines, more than --max-machines {max_machines}"
+        return
+    while machines <= max_machines and time.perf_counter() < deadline:
+        if (option.cost.usd or 0.0) * machines >= best:
+            option.why_not = (f"{option.why_not}; " if option.why_not else "") + (
+                f"{machines} machines would cost {(option.cost.usd or 0.0) * machines:,.0f}, not less than {best:,.0f}")
+            return
+        offer = _offer(args, option, machines, users, deadline)
+        option.built = offer
+        choice = solve_market([offer], users, time_limit_s=max(0.1, deadline - time.perf_counter()))
+        if choice.status in FOUND:
+            option.alone = choice
+            option.why_not = None
+            return
+        rejections = offer.candidates.rejections
+        option.why_not = (rejections[0].reason if rejections and not offer.candidates.recipes else
+                          f"{machines} machine(s) do not hold {users:,} users")
+        one_user = [r for r in rejections if r.layout.endswith(" for 1 user(s)")]
+        if not offer.candidates.recipes and one_user and all(is_speed_rejection(r.reason) for r in one_user):
+            # Even one user is too slow on every layout that fits: more machines only add pipeline
+            # stages, which make no user faster.
+            option.why_not = f"too slow: {one_user[0].reason}"
+            return
+        if machines == max_machines:
+            return
+        machines = min(max_machines, machines * 2)
+
+
+def _verify(args: DeployArgs, parts: list[tuple[_Option, int]], time_limit: float) -> dict[str, Any]:
+    """`plan deploy` on exactly the machines bought (one template, or a mix), verified."""
+    if len(parts) == 1:
+        option, machines = parts[0]
+        cluster = _cluster(option.template, machines)
+        weights = option.weights
+    else:
+        groups = "+".join(f"{n}x({o.template.devices})" for o, n in parts)
+        cluster = build_shorthand_cluster(nodes=groups)
+        weights = parts[0][0].weights
+    result = run_deploy(args.model_copy(update={"weights": weights, "time_limit": max(time_limit, 0.5), "objective": "throughput"}),
+                        cluster=cluster)
+    plan = result.plan
+    fits = result.exit_code == 0
+    performance, capacity = plan.performance, plan.capacity
+    return {
+        "verified": fits and not plan.verification, "status": plan.solver.status.value,
+        "reason": None if fits else next((line for line in plan.explanation if line.strip()), "no plan"),
+        "weights": plan.request.precision.weights, "engine": plan.request.engine.id,
+        "replicas": len(plan.replicas) if fits else 0,
+        "tokens_per_s": performance.decode_tokens_per_s_total if fits else None,
+        "tokens_per_s_per_user": performance.decode_tokens_per_s_per_user if fits else None,
+        "time_to_first_token_s": performance.time_to_first_token_s if fits else None,
+        "max_users": capacity.max_users if fits else None,
+        "plan": result.data,
+    }
+
+
+def _row(parts: list[tuple[_Option, int]], choice: MarketChoice, checked: dict[str, Any]) -> dict[str, Any]:
+    cost = sum((o.cost.usd or 0.0) * n for o, n in parts)
+    return {
+        "configuration": " + ".join(f"{n} of {o.template.id}" for o, n in parts),
+        "templates": [{"id": o.template.id, "name": o.template.name, "kind": o.template.kind, "machines": n,
+                       "devices": o.template.devices, "machine_cost": round(o.cost.usd or 0.0, 4),
+                       "cost_parts": list(o.cost.parts)} for o, n in parts],
+        "machines": sum(n for _, n in parts), "devices": sum(n * len(template_devices(o.template)) for o, n in parts),
+        "cost": round(cost, 4), "solver": choice.status.value, **{k: v for k, v in checked.items() if k != "plan"},
+        "plan": checked["plan"],
+    }
+
+
+def mark_pareto_front(rows: list[dict[str, Any]]) -> None:
+    """on_front: no other row is at least as cheap, as fast in all and as fast per user, and better in one."""
+    def better(a: dict, b: dict) -> bool:
+        keys = (("cost", -1), ("tokens_per_s", 1), ("tokens_per_s_per_user", 1))
+        pairs = [(a[k] * s, b[k] * s) for k, s in keys]
+        return all(x >= y for x, y in pairs) and any(x > y for x, y in pairs)
+
+    placed = [r for r in rows if r.get("tokens_per_s") is not None]
+    for r in rows:
+        r["on_front"] = r in placed and not any(better(o, r) for o in placed if o is not r)
+
+
+def run_buy(args: Any, *, progress: Progress | None = None, today: datetime.date | None = None) -> tuple[dict[str, Any], int]:
+    """The cheapest configurations that serve the request, and the exit code (0 found, 1 none)."""
+    start = time.perf_counter()
+    deadline = start + args.time_limit
+    say = progress or (lambda text: None)
+    today = today or datetime.date.today()
+    inputs = CostInputs(basis=args.cost, years=args.years, usd_per_kwh=args.usd_per_kwh, utilization=args.utilization)
+    if args.cost == "tco" and args.usd_per_kwh is None:
+        raise InputError("--cost tco needs --usd-per-kwh (the electricity price)", field="--usd-per-kwh")
+    templates = select_templates(load_market_file(args.market) if args.market else load_market_catalog(), args.templates)
+    weights_list = [w.strip() for w in args.weights.split(",")] if args.weights else [None]
+    if any(w == "" for w in weights_list):
+        raise InputError(f"'{args.weights}' has an empty format", field="--weights")
+    users, notes = _users_for(args)
+    plan_args = args.model_copy(update={"request_rate": None, "users": users, "explicit": args.explicit - {"request_rate"}})
+    options = [_option(plan_args, t, w, inputs, users) for w in weights_list for t in templates]
+    priced = sorted((o for o in options if o.why_not is None), key=lambda o: (o.bound_usd, o.key))
+    say(f"{len(priced)} of {len(options)} templates priced and able to run the request; searching cheapest first")
+    best = math.inf
+    search_deadline = start + 0.7 * args.time_limit
+    # With --template the user asked about those templates: each gets its own cheapest answer.
+    prune = not args.templates
+    for k, option in enumerate(priced, 1):
+        if prune and option.bound_usd >= best:
+            option.why_not = f"at least {option.bound_usd:,.0f} for {option.machines_low} machine(s), no cheaper"
+            continue
+        if time.perf_counter() > search_deadline:
+            option.why_not = "not searched: the time limit came first"
+            continue
+        _search_alone(plan_args, option, users, best if prune else math.inf, args.max_machines, search_deadline)
+        if option.alone is not None and option.alone.cost_usd is not None:
+            best = min(best, option.alone.cost_usd)
+        say(f"[{k}/{len(priced)}] {option.key}: " + (f"{sum(option.alone.bought.values())} machine(s), {option.alone.cost_usd:,.2f}"
+                                                     if option.alone else option.why_not or "no answer"))
+    cut_short = any(o.why_not == "not searched: the time limit came first" for o in priced)
+    # The joint model: every template that could still be part of something cheaper than the best.
+    pool = []
+    for option in priced:
+        price = option.cost.usd or 0.0
+        if option.built is None or not option.built.candidates.recipes or price > best:
+            continue
+        limit = option.built.machines
+        if option.alone is not None:
+            limit = min(limit, sum(option.alone.bought.values()))
+        if math.isfinite(best):
+            limit = min(limit, int(best / price + 1e-9))
+        if limit > 0:
+            pool.append((option, Offer(option.key, option.built.candidates, limit, price)))
+    say(f"joint model over {len(pool)} template(s)")
+    joint = solve_market([o for _, o in pool], users, time_limit_s=max(0.5, deadline - time.perf_counter() - 0.2 * args.time_limit))
+    by_key = {o.key: o for o in options}
+    rows: list[dict[str, Any]] = []
+    # A fixed share (not what happens to be left), so the plans, which record it, are the same every run.
+    verify_share = max(1.0, VERIFY_SHARE * args.time_limit / (MAX_ROWS + 1))
+    winner = None
+    if joint.status in FOUND:
+        parts = [(by_key[k], n) for k, n in joint.bought.items()]
+        say("verifying the cheapest: " + " + ".join(f"{n} of {o.key}" for o, n in parts))
+        winner = _row(parts, joint, _verify(plan_args, parts, verify_share))
+        rows.append(winner)
+    for option in sorted((o for o in priced if o.alone is not None), key=lambda o: (o.alone.cost_usd, o.key))[:MAX_ROWS]:
+        parts = [(option, sum(option.alone.bought.values()))]
+        if winner is not None and len(joint.bought) == 1 and option.key in joint.bought and joint.bought[option.key] == parts[0][1]:
+            continue
+        say(f"verifying {parts[0][1]} of {option.key}")
+        rows.append(_row(parts, option.alone, _verify(plan_args, parts, verify_share)))
+    mark_pareto_front(rows)
+    excluded = [{"template": o.key, "reason": o.why_not} for o in options if o.alone is None and o.why_not]
+    dates = sorted({d for o in options if o.cost.usd is not None for d in o.cost.dates})
+    proof = _proof(joint, best, cut_short, args.max_machines)
+    unit = "USD per hour" if args.cost == "hourly" else "USD"
+    report = {
+        "kind": "buy", "model": args.model, "users": users, "request_rate": args.request_rate, "notes": notes,
+        "targets": {"min_tokens_per_s": args.min_tokens_per_s, "max_ttft_s": args.max_ttft, "context": args.context,
+                    "prompt_tokens": args.prompt_tokens, "output_tokens": args.output_tokens},
+        "cost": {"basis": args.cost, "unit": unit, "years": args.years if args.cost == "tco" else None,
+                 "usd_per_kwh": args.usd_per_kwh if args.cost == "tco" else None,
+                 "utilization": args.utilization if args.cost == "tco" else None,
+                 "hours_per_year": inputs.hours_per_year if args.cost == "tco" else None},
+        "market": {"source": args.market or "built-in market (planner/catalog/market.yaml and the priced hardware catalog)",
+                   "templates": len(templates), "options": len(options), "searched": sum(1 for o in priced if o.built),
+                   "max_machines": args.max_machines},
+        "proof": proof, "configurations": rows, "excluded": excluded,
+        "prices": {"dated": dates, "oldest_months": max((estimate_price_age_months(d, today) for d in dates), default=None)},
+    }
+    return report, 0 if rows and any(r["verified"] for r in rows) else 1
+
+
+def _proof(joint: MarketChoice, best: float, cut_short: bool, max_machines: int) -> dict[str, Any]:
+    scope = f"among the templates offered, at most {max_machines} machines of each, replicas on one template each"
+    if joint.status == SolveStatus.OPTIMAL and not cut_short:
+        return {"status": "proven cheapest", "scope": scope, "bound": joint.bound_usd, "gap": 0.0}
+    if joint.status in FOUND:
+        bound = joint.bound_usd if not cut_short else None
+        gap = None if bound is None or not joint.cost_usd else (joint.cost_usd - bound) / joint.cost_usd
+        why = "the time limit cut the search short" if cut_short else "the solver's time ran out"
+        return {"status": f"cheapest found; not proven ({why})", "scope": scope, "bound": bound, "gap": gap}
+    return {"status": "none found", "scope": scope, "bound": None, "gap": None}
+
+
+def _money(value: float | None, unit: str) -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.2f}" if unit == "USD per hour" else f"{value:,.0f}"
+
+
+def to_buy_text(data: dict[str, Any]) -> str:
+    """The answer as a table, cheapest first, with what was assumed."""
+    cost = data["cost"]
+    if cost["basis"] == "tco":
+        basis = (f"total cost over {cost['years']:g} years (purchase + power at {cost['usd_per_kwh']:g} USD/kWh, "
+                 f"{cost['utilization']:g} of rated power, {cost['hours_per_year']:,.0f} h a year; rent for every hour)")
+    else:
+        basis = {"purchase": "purchase price", "hourly": "on-demand rent per hour"}[cost["basis"]]
+    lines = [f"Cheapest machines for {data['model']}, {data['users']:,} users"
+             + "".join(f", {k.replace('_', ' ')} {v:g}" for k, v in data["targets"].items() if v is not None and k != "context")
+             + f"; cost: {basis} ({cost['unit']})"]
+    lines += data["notes"]
+    columns = ["configuration", "weights", "devices", cost["unit"], "tok/s", "tok/s/user", "TTFT s", "max users", "front", "verified"]
+    table = [columns]
+    for r in data["configurations"]:
+        table.append([r["configuration"], r["weights"], str(r["devices"]), _money(r["cost"], cost["unit"]),
+                      "-" if r["tokens_per_s"] is None else f"{r['tokens_per_s']:,.1f}",
+                      "-" if r["tokens_per_s_per_user"] is None else f"{r['tokens_per_s_per_user']:,.1f}",
+                      "-" if r["time_to_first_token_s"] is None else f"{r['time_to_first_token_s']:,.2f}",
+                      "-" if r["max_users"] is None else f"{r['max_users']:,}", "*" if r.get("on_front") else "",
+                      "yes" if r["verified"] else "no"])
+    if len(table) > 1:
+        widths = [max(len(row[i]) for row in table) for i in range(len(columns))]
+        for k, row in enumerate(table):
+            lines.append("  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip())
+            if k == 0:
+                lines.append("  ".join("-" * w for w in widths))
+    else:
+        lines.append("No configuration of the market meets the request.")
+    proof = data["proof"]
+    lines.append(f"{proof['status'].capitalize()} {proof['scope']}"
+                 + (f"; gap {proof['gap']:.1%}" if proof.get("gap") else "") + ". * = on the Pareto front of cost, tokens/s and "
+                 "tokens/s per user.")
+    described = set()
+    for r in data["configurations"]:
+        for t in r["templates"]:
+            if t["id"] not in described:
+                described.add(t["id"])
+                lines.append(f"  {t['id']}: {t['name']}, {_money(t['machine_cost'], cost['unit'])} each ({'; '.join(t['cost_parts'])})")
+        if not r["verified"]:
+            lines.append(f"  {r['configuration']}: {r['reason']}")
+    other_basis = [e for e in data["excluded"] if e["reason"] in ("rented, not bought", "not rented by the hour")]
+    if other_basis:
+        what = "cloud instances, rented by the hour" if cost["basis"] == "purchase" else "machines for sale, not rented"
+        lines.append(f"Left out: {len(other_basis)} {what} (--cost tco compares buying with renting).")
+    skipped = [e for e in data["excluded"] if e["reason"] and e not in other_basis]
+    if skipped:
+        lines.append(f"Not chosen ({len(skipped)}): " + "; ".join(f"{e['template']}: {e['reason']}" for e in skipped[:6])
+                     + ("; ..." if len(skipped) > 6 else ""))
+    prices = data["prices"]
+    if prices["dated"]:
+        lines.append(f"Prices dated {prices['dated'][0]} to {prices['dated'][-1]} (the oldest {prices['oldest_months']} months old); "
+                     f"{data['market']['source']}.")
+    return "\n".join(lines)
+

@@ -1,0 +1,95 @@
+"""The pictures and the HTML page of a command's answer (--pictures DIR, --report FILE.html):
+which pictures each answer has and which tables go beside its plan. The drawing is
+planner/report/pictures.py, the page planner/report/html.py; this module only chooses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from planner.report.html import to_html_report
+from planner.report.pictures import (
+    build_memory_figure,
+    build_pareto_figure,
+    build_sweep_figure,
+    build_topology_figure,
+    memory_segments,
+    pictures_available,
+)
+
+PICTURE_FORMATS = ("svg", "png")
+
+
+def _plan_pictures(plan: dict[str, Any] | None, inventory: dict[str, Any] | None, fmt: str) -> dict[str, bytes]:
+    if plan is None or not plan.get("replicas") and not plan.get("ranks"):
+        return {}
+    out = {}
+    if memory_segments(plan):
+        out["memory"] = build_memory_figure(plan, fmt)
+    out["topology"] = build_topology_figure(plan, inventory, fmt)
+    return out
+
+
+def pareto_points(data: dict[str, Any]) -> list[dict[str, Any]]:
+    """The purchase answers as points of the Pareto picture."""
+    return [{"label": r["configuration"], "cost_usd": r["cost"], "tokens_per_s": r["tokens_per_s"],
+             "per_user_tokens_per_s": r["tokens_per_s_per_user"], "on_front": bool(r.get("on_front"))}
+            for r in data["configurations"] if r["tokens_per_s"] is not None]
+
+
+def _sweeps(data: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    """One heat-map per weights and engine of a sweep."""
+    combos = list(dict.fromkeys((r["weights"], r["engine"]) for r in data["rows"]))
+    out = []
+    for weights, engine in combos:
+        rows = [r for r in data["rows"] if (r["weights"], r["engine"]) == (weights, engine)]
+        name = "sweep" if len(combos) == 1 else f"sweep-{weights}-{engine}".replace("/", "-").replace(" ", "-")
+        out.append((name, {**data, "rows": rows}))
+    return out
+
+
+def build_answer_pictures(kind: str, data: dict[str, Any], *, plan: dict[str, Any] | None = None,
+                          inventory: dict[str, Any] | None = None, fmt: str = "svg") -> dict[str, bytes]:
+    """Pictures of an answer by name: the plan's memory and topology, a purchase's Pareto front, a
+    sweep's heat-maps."""
+    out = _plan_pictures(plan, inventory, fmt)
+    if kind == "buy":
+        points = pareto_points(data)
+        if points:
+            out["pareto"] = build_pareto_figure(points, fmt)
+    if kind == "sweep":
+        for name, part in _sweeps(data):
+            out[name] = build_sweep_figure(part, fmt)
+    return out
+
+
+def _tables(kind: str, data: dict[str, Any]) -> list[dict[str, Any]]:
+    if kind == "buy":
+        unit = data["cost"]["unit"]
+        return [{"title": f"Cheapest machines ({data['cost']['basis']}, {unit}); {data['proof']['status']} {data['proof']['scope']}",
+                 "columns": ["configuration", "weights", "devices", unit, "tokens/s", "tokens/s per user", "TTFT s", "max users",
+                             "Pareto front", "verified"],
+                 "rows": [[r["configuration"], r["weights"], r["devices"], r["cost"], r["tokens_per_s"], r["tokens_per_s_per_user"],
+                           r["time_to_first_token_s"], r["max_users"], bool(r.get("on_front")), r["verified"]]
+                          for r in data["configurations"]]}]
+    if kind == "whatif":
+        return [{"title": f"What if: {data['model']} on {data['inventory']}" + (f", {' '.join(data['changes'])}" if data["changes"] else ""),
+                 "columns": ["scenario", "weights", "fits", "users", "tokens/s", "tokens/s per user", "TTFT s", "max users",
+                             "devices used", "cost USD"],
+                 "rows": [[r["scenario"], r["weights"], r["fits"], r["users"], r["tokens_per_s"], r["tokens_per_s_per_user"],
+                           r["time_to_first_token_s"], r["max_users"], r["devices_used"], r["cost_usd"]] for r in data["scenarios"]]}]
+    if kind == "sweep":
+        return [{"title": f"Sweep: {data['model']} on {data['inventory']}",
+                 "columns": ["users", "context", "weights", "engine", "fits", "tokens/s per user", "tokens/s", "max users"],
+                 "rows": [[r["users"], r["context"], r["weights"], r["engine"], r["fits"], r["per_user_tokens_per_s"],
+                           r["tokens_per_s"], r["max_users"]] for r in data["rows"]]},
+                {"title": "Largest users per context", "columns": ["context", "weights", "engine", "largest users", "method"],
+                 "rows": [[x["context"], x["weights"], x["engine"], x["largest_users"], x["method"]] for x in data["largest_users"]]}]
+    return []
+
+
+def to_answer_report(kind: str, data: dict[str, Any], *, plan: dict[str, Any], inventory: dict[str, Any] | None = None) -> str:
+    """One self-contained HTML page: the plan, its pictures and the answer's tables."""
+    pictures: dict[str, str | bytes] = {}
+    if pictures_available():
+        pictures = {k: v.decode("utf-8") for k, v in build_answer_pictures(kind, data, plan=plan, inventory=inventory).items()}
+    return to_html_report(plan, inventory=inventory, pictures=pictures, tables=_tables(kind, data))

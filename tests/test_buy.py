@@ -1,0 +1,165 @@
+"""plan whatif without machines: the cheapest machines of a market for a request, each a verified plan."""
+
+from __future__ import annotations
+
+import datetime
+import json
+from pathlib import Path
+
+import pytest
+
+from planner.cli import main
+from planner.commands.buy import mark_pareto_front, run_buy
+from planner.commands.deploy import run_deploy
+from planner.commands.whatif import WhatifArgs
+from planner.errors import InputError
+from planner.loaders.market import load_market_catalog, load_market_file
+from planner.loaders.shorthand import build_shorthand_cluster
+
+DATA = Path(__file__).parent / "data"
+MARKET = str(DATA / "market-small.yaml")
+TODAY = datetime.date(2026, 12, 1)
+
+
+def buy(**fields):
+    base = dict(model="llama-3.1-8b", context=8192, min_tokens_per_s=20.0, market=MARKET, time_limit=60.0)
+    base.update(fields)
+    return run_buy(WhatifArgs(**base, explicit=frozenset(base)), today=TODAY)
+
+
+def test_cheapest_is_no_dearer_than_any_machine_count_of_any_template():
+    """Brute force: every template alone at 1-4 machines, each a deploy; the answer is the cheapest."""
+    data, code = buy(users=12, max_machines=4)
+    assert code == 0
+    best = data["configurations"][0]
+    assert best["verified"] and data["proof"]["status"] == "proven cheapest"
+    prices = {t.id: t.price.usd for t in load_market_file(MARKET) if t.price}
+    devices = {t.id: t.devices for t in load_market_file(MARKET)}
+    found = []
+    for template, price in prices.items():
+        for machines in range(1, 5):
+            cluster = build_shorthand_cluster(nodes=f"{machines}x({devices[template]})")
+            args = WhatifArgs(model="llama-3.1-8b", users=12, context=8192, min_tokens_per_s=20.0, nodes="x", time_limit=20.0)
+            if run_deploy(args, cluster=cluster).exit_code == 0:
+                found.append((price * machines, template, machines))
+                break
+    cheapest = min(found)
+    assert best["cost"] == pytest.approx(cheapest[0])
+    assert best["configuration"] == f"{cheapest[2]} of {cheapest[1]}"  # 1 of pair-3090 at 2,998
+
+
+def test_a_mix_of_templates_when_no_template_alone_suffices():
+    """Seven users at 8,192 tokens: one RTX 3090 or one RTX 4090 holds five, so with one machine of
+    each allowed only the mix of both serves them (the joint CP-SAT model)."""
+    data, code = buy(users=7, max_machines=1, templates=("single-*",))
+    assert code == 0
+    best = data["configurations"][0]
+    assert sorted(t["id"] for t in best["templates"]) == ["single-3090", "single-4090"]
+    assert best["cost"] == pytest.approx(1499 + 1599)
+    assert best["verified"] and best["plan"]["inventory"]["devices"] == 2
+    assert data["proof"]["status"] == "proven cheapest"
+    reasons = {e["template"]: e["reason"] for e in data["excluded"]}
+    assert "do not hold 7 users" in reasons["single-3090"]
+
+
+def test_unpriced_and_rented_templates_are_left_out_with_a_reason():
+    data, _ = buy(users=2)
+    reasons = {e["template"]: e["reason"] for e in data["excluded"]}
+    assert reasons["a10-box"].startswith("no purchase price")
+    assert reasons["g6e-xlarge"] == "rented, not bought"
+    assert all(r["cost"] > 0 for r in data["configurations"])
+
+
+def test_hourly_cost_takes_only_rented_machines():
+    data, code = buy(users=2, cost="hourly")
+    assert code == 0
+    assert data["configurations"][0]["configuration"] == "1 of g6e-xlarge"
+    assert data["configurations"][0]["cost"] == pytest.approx(1.861)
+    assert data["cost"]["unit"] == "USD per hour"
+    reasons = {e["template"]: e["reason"] for e in data["excluded"]}
+    assert reasons["single-3090"] == "not rented by the hour"
+
+
+def test_total_cost_of_ownership_adds_power_over_the_years():
+    data, code = buy(users=2, cost="tco", years=3.0, usd_per_kwh=0.2, utilization=0.5, templates=("single-3090",))
+    assert code == 0
+    row = data["configurations"][0]
+    power = 350 * 0.5 * 8760 * 3 / 1000 * 0.2  # the RTX 3090's 350 W board power, half the time, 3 years at 0.2 USD/kWh
+    assert row["cost"] == pytest.approx(1499 + power, abs=0.01)
+    assert any("power 350 W" in part for part in row["templates"][0]["cost_parts"])
+
+
+def test_total_cost_rents_cloud_machines_every_hour():
+    data, _ = buy(users=2, cost="tco", years=1.0, usd_per_kwh=0.2, templates=("g6e-xlarge",))
+    assert data["configurations"][0]["cost"] == pytest.approx(1.861 * 8760)
+
+
+def test_tco_needs_an_electricity_price():
+    with pytest.raises(InputError, match="usd-per-kwh"):
+        buy(users=2, cost="tco")
+
+
+def test_request_rate_needs_a_per_user_speed():
+    with pytest.raises(InputError, match="min-tokens-per-s"):
+        buy(request_rate=1.0, min_tokens_per_s=None)
+
+
+def test_request_rate_plans_the_requests_in_flight():
+    data, code = buy(request_rate=0.01, output_tokens=1000, prompt_tokens=1000, max_ttft=10.0)
+    # Little's law: 0.01 requests/s x (10 s + 1,000 tokens / 20 tokens/s) = 0.6, so one in flight
+    assert data["users"] == 1 and code == 0
+
+
+def test_the_same_question_gives_the_same_answer():
+    a, _ = buy(users=6)
+    b, _ = buy(users=6)
+    assert json.dumps(a, sort_keys=True) == json.dumps(b, sort_keys=True)
+
+
+def test_pareto_front_keeps_only_undominated_rows():
+    rows = [{"cost": 1.0, "tokens_per_s": 10.0, "tokens_per_s_per_user": 5.0},
+            {"cost": 2.0, "tokens_per_s": 20.0, "tokens_per_s_per_user": 5.0},
+            {"cost": 2.0, "tokens_per_s": 15.0, "tokens_per_s_per_user": 4.0},
+            {"cost": 3.0, "tokens_per_s": None, "tokens_per_s_per_user": None}]
+    mark_pareto_front(rows)
+    assert [r["on_front"] for r in rows] == [True, True, False, False]
+
+
+def test_built_in_market_has_servers_macs_and_cloud_each_priced():
+    templates = load_market_catalog()
+    kinds = {t.kind for t in templates}
+    assert {"server", "workstation", "desktop", "cloud"} <= kinds
+    assert any(t.id.startswith("m3-ultra") for t in templates) and any(t.id == "dgx-spark-gb10" for t in templates)
+    for t in templates:
+        if t.kind == "cloud":
+            assert t.hourly is not None and t.hourly.source
+        if t.kind == "server":
+            assert t.price is not None and t.power_w is not None
+    assert not any(t.id.endswith("mi300x") for t in templates if t.kind == "workstation")  # an OAM module, not a PCIe card
+
+
+def test_cli_buy_and_its_errors(runner, tmp_path):
+    result = runner.invoke(main, ["whatif", "--model", "llama-3.1-8b", "--users", "2", "--context", "8192",
+                                  "--market", MARKET, "--format", "json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["configurations"][0]["verified"]
+    bad = tmp_path / "market.yaml"
+    bad.write_text("templates:\n  - id: x\n    name: x\n    kind: desktop\n    devices: 1xrtx-4900\n")
+    result = runner.invoke(main, ["whatif", "--model", "llama-3.1-8b", "--market", str(bad)])
+    assert result.exit_code == 2 and "market.yaml:5" in result.output and "templates.0.devices" in result.output
+    assert "rtx-4090" in result.output  # the suggestion
+    assert len(result.output.strip().splitlines()) <= 2
+    result = runner.invoke(main, ["whatif", "--model", "llama-3.1-8b", "--template", "hgx-h1000"])
+    assert result.exit_code == 2 and "hgx-h100" in result.output
+    result = runner.invoke(main, ["whatif", "--model", "llama-3.1-8b", "--inventory", "inventories/homelab.yaml",
+                                  "--market", MARKET])
+    assert result.exit_code == 2 and "buying from scratch" in result.output
+    result = runner.invoke(main, ["whatif", "--list-templates", "--template", "dgx-*"])
+    assert result.exit_code == 0 and "dgx-h100" in result.output and "270,000" in result.output
+
+
+def test_no_configuration_exits_1(runner):
+    result = runner.invoke(main, ["whatif", "--model", "llama-3.1-70b", "--users", "64", "--min-tokens-per-s", "200",
+                                  "--market", MARKET, "--max-machines", "2"])
+    assert result.exit_code == 1
+    assert "No configuration" in result.output
