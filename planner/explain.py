@@ -13,9 +13,9 @@ from planner.candidates.recipes import CandidateSet, build_candidates
 from planner.estimate.kv_cache import estimate_kv_cache_bytes
 from planner.estimate.weights import estimate_weight_bytes
 from planner.schemas.engine import EngineProfile
-from planner.schemas.hardware import HardwareSpec
-from planner.schemas.inventory import Cluster, Device, Node
+from planner.schemas.inventory import Cluster, Node
 from planner.schemas.link import LinkSpec
+from planner.schemas.market import MarketMachine
 from planner.schemas.model import ModelSpec
 from planner.schemas.precision import PrecisionFormat, PrecisionMix
 from planner.schemas.serving import ServeRequest
@@ -26,12 +26,12 @@ from planner.solver.solve import (
     solve_candidates,
     users_upper_bound,
 )
-from planner.units import GiB, to_gb
+from planner.units import to_gb
 
 WEIGHT_LADDER = ("fp8", "int8", "q8_0", "q6_k", "q5_k_m", "int4", "q4_k_m", "q3_k_m", "q2_k")
 KV_LADDER = ("fp8", "q8_0", "int8", "int4", "q4_0")
-MAX_DEVICES_TO_ADD = 16
 MAX_MACHINES_TO_ADD = 4
+MARKET_OFFERS_TRIED = 8  # cheapest machines of the market tried as additions
 EXPLAIN_BUDGET_S = 20.0  # the search for smallest changes stops here and says so
 CHECK_TIME_LIMIT_S = 2.0
 
@@ -103,21 +103,6 @@ def _largest(low: int, high: int, fits: Callable[[int], bool]) -> int | None:
     return low
 
 
-def _with_devices(cluster: Cluster, spec: HardwareSpec, count: int, link: LinkSpec, intra: LinkSpec) -> Cluster:
-    """`count` devices of `spec` in one new machine (a unified-memory machine is one device, so
-    `count` machines)."""
-    def device(node: str, i: int) -> Device:
-        return Device(id=f"{node}/gpu{i}", node=node, index=i, spec=spec, memory_bytes=int(spec.memory_gib * GiB),
-                      usable_bytes=int(spec.memory_gib * GiB * spec.gpu_memory_fraction),
-                      price_usd=spec.price.usd if spec.price else None)
-
-    if spec.unified_memory:
-        nodes = [Node(name=f"added-{k + 1}", devices=(device(f"added-{k + 1}", 0),), interconnect=intra) for k in range(count)]
-    else:
-        nodes = [Node(name="added", devices=tuple(device("added", i) for i in range(count)), interconnect=intra)]
-    return cluster.joined(nodes, link)
-
-
 def _with_machines(cluster: Cluster, like: Node, count: int, link: LinkSpec) -> Cluster:
     """`count` more machines made like `like`."""
     return cluster.joined([like.holding(like.devices, f"added-{k + 1}").model_copy(update={"address": None})
@@ -133,7 +118,7 @@ def _make_up(node: Node) -> str:
 
 def explain_changes(
     model: ModelSpec, mix: PrecisionMix, request: ServeRequest, cluster: Cluster, calibrations: dict[str, SpeedCalibration],
-    engine: EngineProfile, *, weight_formats: dict[str, PrecisionFormat], kv_formats: dict[str, PrecisionFormat], hardware: list[HardwareSpec],
+    engine: EngineProfile, *, weight_formats: dict[str, PrecisionFormat], kv_formats: dict[str, PrecisionFormat], market: list[MarketMachine],
     links: dict[str, LinkSpec], deadline: float | None = None,
 ) -> list[str]:
     """Smallest changes that would fit, each verified by re-planning, within EXPLAIN_BUDGET_S and
@@ -149,13 +134,13 @@ def explain_changes(
         return is_feasible(model, new_mix, new_request, new_cluster, calibrations, engine, deadline=stop)
 
     try:
-        _search_changes(out, feasible, model, mix, request, cluster, weight_formats, kv_formats, hardware, links)
+        _search_changes(out, feasible, model, mix, request, cluster, weight_formats, kv_formats, market, links)
     except _OutOfTime:
         out.append(f"(stopped looking for more changes after {time.perf_counter() - start:,.1f} s, at the time limit)")
     return out
 
 
-def _search_changes(out, feasible, model, mix, request, cluster, weight_formats, kv_formats, hardware, links) -> None:
+def _search_changes(out, feasible, model, mix, request, cluster, weight_formats, kv_formats, market, links) -> None:
     """The searches behind explain_changes, in order of how little each change asks."""
 
     context = _largest(1, request.context - 1, lambda c: feasible(new_request=request.model_copy(update={"context": c})))
@@ -195,19 +180,19 @@ def _search_changes(out, feasible, model, mix, request, cluster, weight_formats,
             cost = "" if any(p is None for p in prices) else f", {more * sum(prices):,.0f} USD for its devices"
             out.append(f"add {more} machine{'s' if more > 1 else ''} like {node.name} ({key[0]}{cost})")
             break
-    # Then priced devices of the kinds the cluster runs on (data-centre HBM parts beside HBM parts,
-    # GDDR cards beside GDDR cards, Macs beside Macs), cheapest first.
+    # Then machines one can buy (the purchase market of plan whatif) made of the kinds of device the
+    # cluster runs on (data-centre HBM parts beside HBM parts, GDDR cards beside GDDR cards, Macs
+    # beside Macs), cheapest first.
     kinds = {d.spec.calibration_class for d in cluster.devices}
-    priced = sorted((h for h in hardware if h.price and h.calibration_class in kinds), key=lambda h: (h.price.usd, h.id))[:8]
+    offers = sorted((m for m in market if {d.spec.calibration_class for d in m.node.devices} <= kinds),
+                    key=lambda m: (m.price_usd, m.template_id))[:MARKET_OFFERS_TRIED]
     added = 0
-    for spec in priced:
-        intra = links["unified"] if spec.unified_memory else (
-            links["nvswitch"] if (spec.nvlink_bandwidth_gb_s or 0) >= 600 else links["pcie-4"])
-        count = _largest(1, MAX_DEVICES_TO_ADD, lambda k: not feasible(new_cluster=_with_devices(cluster, spec, k, network, intra)))
-        need = 1 if count is None else count + 1
-        if need <= MAX_DEVICES_TO_ADD and feasible(new_cluster=_with_devices(cluster, spec, need, network, intra)):
-            where = f"{need} new machine{'s' if need > 1 else ''}" if spec.unified_memory else "a new machine"
-            out.append(f"add {need}x {spec.id} in {where} ({need * spec.price.usd:,.0f} USD at {spec.price.date} prices)")
+    for offer in offers:
+        more = next((k for k in range(1, MAX_MACHINES_TO_ADD + 1)
+                     if feasible(new_cluster=_with_machines(cluster, offer.node, k, network))), None)
+        if more:
+            out.append(f"add {more} machine{'s' if more > 1 else ''} {offer.template_id} ({_make_up(offer.node)}; "
+                       f"{more * offer.price_usd:,.0f} USD at {offer.date} prices)")
             added += 1
             if added == 3:
                 break

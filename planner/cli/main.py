@@ -224,7 +224,7 @@ def deploy(ctx: click.Context, **params: Any) -> int:
         if not args.out:
             raise click.UsageError("--export needs --out DIR")
         check_bundle_folder(args.out)
-    result = run_deploy(args)
+    result = run_deploy(args, progress=_progress())
     data = result.data
     _emit(data, args.fmt, result.text)
     if args.fmt == "table":
@@ -288,7 +288,7 @@ def whatif(ctx: click.Context, **params: Any) -> int:
         plan = next((r["plan"] for r in data["configurations"] if r["verified"]), None)
     else:
         plans: list[dict[str, Any]] = []
-        data, code = run_whatif(args, plans=plans)
+        data, code = run_whatif(args, plans=plans, progress=_progress())
         text, kind = to_whatif_text, "whatif"
         fitting = [p for p, r in zip(plans, data["scenarios"]) if r["fits"]]
         plan = fitting[-1] if fitting else (plans[-1] if plans else None)

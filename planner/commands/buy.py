@@ -69,7 +69,7 @@ class _Option:
         return (self.cost.usd or 0.0) * self.machines_low
 
 
-def _cluster(template: MachineTemplate, machines: int) -> Cluster:
+def machine_cluster(template: MachineTemplate, machines: int) -> Cluster:
     if machines == 1:
         return build_shorthand_cluster(gpus=template.devices, interconnect=template.interconnect)
     return build_shorthand_cluster(nodes=f"{machines}x({template.devices})", interconnect=template.interconnect,
@@ -77,7 +77,7 @@ def _cluster(template: MachineTemplate, machines: int) -> Cluster:
 
 
 def template_devices(template: MachineTemplate) -> list:
-    return [d.spec for d in _cluster(template, 1).devices]
+    return [d.spec for d in machine_cluster(template, 1).devices]
 
 
 def select_templates(templates: tuple[MachineTemplate, ...], patterns: tuple[str, ...]) -> list[MachineTemplate]:
@@ -117,7 +117,7 @@ def _option(args: DeployArgs, template: MachineTemplate, weights: str | None, in
         option.why_not = option.cost.why_not
         return option
     try:
-        setup = prepare_serving(args.model_copy(update={"weights": weights}), _cluster(template, 1))
+        setup = prepare_serving(args.model_copy(update={"weights": weights}), machine_cluster(template, 1))
     except PlannerError as err:
         option.why_not = getattr(err, "detail", str(err))
         return option
@@ -128,10 +128,26 @@ def _option(args: DeployArgs, template: MachineTemplate, weights: str | None, in
     return option
 
 
-def _offer(args: DeployArgs, option: _Option, machines: int, users: int, deadline: float) -> Offer:
-    setup = prepare_serving(args.model_copy(update={"weights": option.weights, "users": users}), _cluster(option.template, machines))
-    _, candidates = setup.candidates(users, deadline, replicas_elsewhere=True)
+def _offer(args: DeployArgs, option: _Option, machines: int, users: int, deadline: float, *,
+           replicas_elsewhere: bool = True) -> Offer:
+    setup = prepare_serving(args.model_copy(update={"weights": option.weights, "users": users}), machine_cluster(option.template, machines))
+    _, candidates = setup.candidates(users, deadline, replicas_elsewhere=replicas_elsewhere)
     return Offer(option.key, candidates, machines, option.cost.usd or 0.0)
+
+
+def _too_slow_for_anyone(args: DeployArgs, option: _Option, machines: int, deadline: float) -> bool:
+    """A quick probe: one user alone on `machines` machines. When every layout that holds the
+    model misses the speed targets even then, no count of this template can meet them (more
+    users per replica are slower, and more machines only add pipeline stages)."""
+    probe = _offer(args, option, machines, 1, deadline, replicas_elsewhere=False)
+    if probe.candidates.recipes:
+        return False
+    rejections = probe.candidates.rejections
+    if rejections and all(is_speed_rejection(r.reason) for r in rejections if r.layout.endswith(" for 1 user(s)")) and any(
+            r.layout.endswith(" for 1 user(s)") for r in rejections):
+        option.why_not = f"too slow even for one user: {next(r.reason for r in rejections if r.layout.endswith(' for 1 user(s)'))}"
+        return True
+    return False
 
 
 def _search_alone(args: DeployArgs, option: _Option, users: int, best: float, max_machines: int, deadline: float) -> None:
@@ -139,6 +155,8 @@ def _search_alone(args: DeployArgs, option: _Option, users: int, best: float, ma
     machines = option.machines_low
     if machines > max_machines:
         option.why_not = f"its memory needs at least {machines} machines, more than --max-machines {max_machines}"
+        return
+    if _too_slow_for_anyone(args, option, machines, deadline):
         return
     while machines <= max_machines and time.perf_counter() < deadline:
         if (option.cost.usd or 0.0) * machines >= best:
@@ -170,7 +188,7 @@ def _verify(args: DeployArgs, parts: list[tuple[_Option, int]], time_limit: floa
     """`plan deploy` on exactly the machines bought (one template, or a mix), verified."""
     if len(parts) == 1:
         option, machines = parts[0]
-        cluster = _cluster(option.template, machines)
+        cluster = machine_cluster(option.template, machines)
         weights = option.weights
     else:
         groups = "+".join(f"{n}x({o.template.devices})" for o, n in parts)

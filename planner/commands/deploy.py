@@ -44,7 +44,6 @@ from planner.limits import MAX_USERS
 from planner.loaders.calibration import load_calibration
 from planner.loaders.catalog import hf_repo_of, load_model
 from planner.loaders.formats import load_kv_formats, load_weight_formats
-from planner.loaders.hardware import load_hardware_catalog
 from planner.loaders.inventory import load_inventory
 from planner.loaders.links import load_link_catalog
 from planner.loaders.validation import to_input_error
@@ -117,6 +116,13 @@ def _check_prices(cluster: Cluster) -> None:
                          f"{'has' if len(unpriced) == 1 else 'have'} none (add price_usd to the inventory)", field="--objective")
 
 
+def _market_machines() -> list:
+    # The purchase market imports this module, so it is imported when first needed.
+    from planner.commands.market import build_market_machines
+
+    return build_market_machines()
+
+
 def load_cluster(args: DeployArgs) -> Cluster:
     """The machines an inventory file, or a --gpus/--nodes shorthand, describes."""
     if args.inventory is not None:
@@ -170,9 +176,10 @@ def prepare_serving(args: DeployArgs, cluster: Cluster, model: ModelSpec | None 
                         build_topology(cluster), context)
 
 
-def run_deploy(args: DeployArgs, cluster: Cluster | None = None) -> DeployResult:
+def run_deploy(args: DeployArgs, cluster: Cluster | None = None, progress: Callable[[str], None] | None = None) -> DeployResult:
     """Plan the request within args.time_limit seconds (on `cluster` when given, else on the
-    machines the arguments name)."""
+    machines the arguments name); each step is reported to `progress` when given."""
+    say = progress or (lambda text: None)
     start = time.perf_counter()
     deadline = start + args.time_limit
     cluster = cluster if cluster is not None else load_cluster(args)
@@ -191,9 +198,12 @@ def run_deploy(args: DeployArgs, cluster: Cluster | None = None) -> DeployResult
         began = time.perf_counter()
         # The search for layouts may take part of the time; the solver, the checks and any
         # explanation get the rest.
+        say(f"building layouts for {users:,} user(s) on {len(cluster.devices):,} devices")
         request, candidates = setup.candidates(users, began + BUILD_SHARE * (until - began))
         built = time.perf_counter()
-        result = solve_candidates(candidates, time_limit_s=max(0.0, SOLVE_SHARE * (until - built)))
+        say(f"{len(candidates.recipes):,} layouts kept, {len(candidates.rejections):,} rejected, in {built - began:.2f} s"
+            + (" (cut short by the time limit)" if candidates.stopped_early else ""))
+        result = solve_candidates(candidates, time_limit_s=max(0.0, SOLVE_SHARE * (until - built)), progress=progress)
         if candidates.stopped_early and result.status == SolveStatus.INFEASIBLE:
             result = replace(result, status=SolveStatus.TIMED_OUT, copies={})  # not a proof: the search was cut short
         solved = time.perf_counter()
@@ -207,13 +217,15 @@ def run_deploy(args: DeployArgs, cluster: Cluster | None = None) -> DeployResult
         chosen, rate_notes = _search_rate(args.request_rate, attempt, start, deadline)
     request, candidates, result, plan = chosen.request, chosen.candidates, chosen.result, chosen.plan
     solved = time.perf_counter()
+    say("verifying the plan")
     problems = check_serve_plan(plan, model, mix, cluster, calibrations, topology, engine)
     explanation: list[str] = list(rate_notes)
     if result.status == SolveStatus.INFEASIBLE:
+        say("no plan: re-planning the smallest changes that would fit")
         explanation += explain_binding(candidates)
         changes = explain_changes(
             model, mix, request, cluster, calibrations, engine, weight_formats=load_weight_formats(), kv_formats=load_kv_formats(),
-            hardware=list(load_hardware_catalog().values()), links=load_link_catalog(), deadline=deadline,
+            market=_market_machines(), links=load_link_catalog(), deadline=deadline,
         )
         if changes:
             explanation.append("Smallest changes that would fit (each re-planned):")

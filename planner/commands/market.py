@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from planner.commands.buy import select_templates, template_devices
+from planner.commands.buy import machine_cluster, select_templates, template_devices
 from planner.estimate.cost import estimate_power_w, estimate_purchase_usd
 from planner.loaders.market import load_market_catalog, load_market_file
+from planner.schemas.market import MarketMachine
 
 
 def list_templates(market: str | None, patterns: tuple[str, ...]) -> dict[str, Any]:
@@ -40,3 +41,16 @@ def to_templates_text(data: dict[str, Any]) -> str:
         if k == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def build_market_machines() -> list[MarketMachine]:
+    """Every template of the built-in market that can be bought, as one built machine with its price."""
+    out = []
+    for t in load_market_catalog():
+        if t.hourly is not None:
+            continue
+        purchase, _, dates = estimate_purchase_usd(t, template_devices(t))
+        if purchase is not None:
+            out.append(MarketMachine(template_id=t.id, name=t.name, node=machine_cluster(t, 1).nodes[0], price_usd=purchase,
+                                     date=max(dates) if dates else "-"))
+    return out

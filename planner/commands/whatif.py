@@ -8,6 +8,7 @@ nothing here estimates on its own."""
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -174,8 +175,8 @@ def _row(scenario: Scenario, plan: Any, code: int, base_cost: float | None) -> d
     }
 
 
-def run_whatif(args: WhatifArgs, today: datetime.date | None = None,
-               plans: list[dict[str, Any]] | None = None) -> tuple[dict[str, Any], int]:
+def run_whatif(args: WhatifArgs, today: datetime.date | None = None, plans: list[dict[str, Any]] | None = None,
+               progress: Callable[[str], None] | None = None) -> tuple[dict[str, Any], int]:
     """The report and its exit code (0 when at least one scenario fits, 1 when none does); each
     scenario's plan document is appended to `plans` when given."""
     today = today or datetime.date.today()
@@ -193,8 +194,10 @@ def run_whatif(args: WhatifArgs, today: datetime.date | None = None,
     share = args.time_limit / len(scenarios)
     base_cost = _cost(base)[0]
     rows = []
-    for scenario in scenarios:
+    for number, scenario in enumerate(scenarios, 1):
         run_args = args.model_copy(update={"weights": scenario.weights, "time_limit": max(share, 0.1)})
+        if progress is not None:
+            progress(f"scenario {number} of {len(scenarios)}: {scenario.name}" + (f", {scenario.weights}" if scenario.weights else ""))
         result = run_deploy(run_args, cluster=scenario.cluster)
         if plans is not None:
             plans.append(result.data)

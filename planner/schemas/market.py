@@ -9,6 +9,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from planner.schemas.hardware import Price
+from planner.schemas.inventory import Node
 
 TemplateKind = Literal["server", "workstation", "desktop", "cloud"]
 CostBasis = Literal["purchase", "hourly", "tco"]
@@ -63,3 +64,16 @@ class CostInputs(_File):
     usd_per_kwh: float | None = Field(None, gt=0, le=10, description="Electricity price, USD per kWh (tco).")
     utilization: float = Field(1.0, gt=0, le=1, description="Share of rated power drawn on average (tco).")
     hours_per_year: float = Field(8760.0, gt=0, le=8784, description="Hours a year the machines run (rented or powered).")
+
+
+class MarketMachine(BaseModel):
+    """One machine of a template that can be bought, built and priced (what an infeasible plan's
+    "devices to add" are chosen from)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    template_id: str
+    name: str
+    node: Node
+    price_usd: float
+    date: str

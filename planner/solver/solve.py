@@ -7,8 +7,10 @@ KeyboardInterrupt, rather than being taken by the solver as "stop and report the
 
 from __future__ import annotations
 
+import math
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ortools.sat.python import cp_model
@@ -16,7 +18,13 @@ from ortools.sat.python import cp_model
 from planner.candidates.recipes import CandidateSet
 from planner.schemas.objectives import objective_terms
 from planner.schemas.plan import SolveStatus
-from planner.solver.model import add_copy_variables, add_device_limits, build_model, max_copies, tie_breaker
+from planner.solver.model import (
+    add_copy_variables,
+    add_device_limits,
+    build_model,
+    max_copies,
+    tie_breaker,
+)
 
 SEED = 20261128
 
@@ -100,8 +108,10 @@ def run_solver(solver: cp_model.CpSolver, model: cp_model.CpModel) -> int:
     return result["status"]
 
 
-def solve_candidates(candidates: CandidateSet, *, time_limit_s: float = 30.0) -> SolveResult:
-    """Choose replica copies: each objective term in turn, then the tie-breaker."""
+def solve_candidates(candidates: CandidateSet, *, time_limit_s: float = 30.0,
+                     progress: Callable[[str], None] | None = None) -> SolveResult:
+    """Choose replica copies: each objective term in turn, then the tie-breaker (each term's value
+    and proven bound reported to `progress` when given)."""
     start = time.perf_counter()
     terms_spec = objective_terms(candidates.request.objective)
     primary = terms_spec[0]
@@ -145,6 +155,17 @@ def solve_candidates(candidates: CandidateSet, *, time_limit_s: float = 30.0) ->
         runs = {cls: tuple({s: int(solver.Value(grid[s][m])) for s in grid if solver.Value(grid[s][m])}
                            for m in range(len(next(iter(grid.values())))))
                 for cls, grid in v.runs.items()}
+        if progress is not None:
+            term = terms[min(number, len(terms) - 1)].spec
+
+            def natural(raw: float) -> float:
+                # The last stage adds the tie-breaker, below one unit of the term: take it off.
+                units = math.floor(raw / tie_span) if number == len(stages) - 1 else raw
+                return units * (1 if term.direction == "max" else -1) / term.scale
+
+            progress(f"solver: {term.name} {natural(solver.ObjectiveValue()):,.3f} {term.unit}, bound "
+                     f"{natural(solver.BestObjectiveBound()):,.3f} ({solver.StatusName(code).lower()}, "
+                     f"term {number + 1} of {len(stages)})")
         if number == 0:
             # Natural units: the model maximises scale x value (negated for minimised terms).
             scale = (1 if primary.direction == "max" else -1) / primary.scale / (tie_span if len(stages) == 1 else 1)
