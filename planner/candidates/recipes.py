@@ -153,6 +153,11 @@ def is_speed_rejection(reason: str) -> bool:
     return reason.endswith(" asked for")
 
 
+def is_decode_speed_rejection(reason: str) -> bool:
+    """True when a layout was rejected for its per-user decode speed (--min-tokens-per-s)."""
+    return is_speed_rejection(reason) and "tokens/s per user" in reason
+
+
 def _speed_key(unit: UnitType, calibration: SpeedCalibration) -> float:
     return unit.tp * unit.device_class.spec.memory_bandwidth_gb_s * calibration.quantized_bandwidth_efficiency
 
@@ -421,6 +426,8 @@ class RecipeBuilder:
             if isinstance(result, Recipe):
                 return result
             reason = reason or result
+            if is_decode_speed_rejection(result):
+                break  # more stages of the same unit only add hops: no user decodes faster
         return f"{low}-{most} stage(s): {reason}"
 
     def _fewest_stages(self, unit: UnitType, users: int, most: int) -> int | None:

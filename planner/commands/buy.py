@@ -46,6 +46,7 @@ Progress = Callable[[str], None]
 FOUND = (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE)
 MAX_ROWS = 8  # cheapest answers shown, one per template
 VERIFY_SHARE = 0.2  # of --time-limit, for re-planning the answers on the machines bought
+SEARCH_SHARE = 0.7  # of --time-limit, for the search of each template alone
 
 
 @dataclass
@@ -110,21 +111,28 @@ def _users_for(args: DeployArgs) -> tuple[int, list[str]]:
                    " (first-token time not counted: give --max-ttft to include it)")]
 
 
-def _option(args: DeployArgs, template: MachineTemplate, weights: str | None, inputs: CostInputs, users: int) -> _Option:
+def _option(args: DeployArgs, template: MachineTemplate, weights: str | None, inputs: CostInputs, users: int,
+            seen: dict[tuple, int | str]) -> _Option:
     devices = template_devices(template)
     option = _Option(template, weights, estimate_machine_cost(template, devices, inputs), 1)
     if option.cost.usd is None:
         option.why_not = option.cost.why_not
         return option
-    try:
-        setup = prepare_serving(args.model_copy(update={"weights": weights}), machine_cluster(template, 1))
-    except PlannerError as err:
-        option.why_not = getattr(err, "detail", str(err))
-        return option
-    need = estimate_weight_bytes(setup.model, setup.mix).total_bytes + estimate_kv_cache_bytes(
-        setup.model, setup.mix.kv_cache_dtype, context=setup.context, users=users)
-    usable = sum(max(0, d.usable_bytes) for d in setup.cluster.devices)
-    option.machines_low = max(1, math.ceil(need / usable)) if usable > 0 else 10**9
+    # Machines of the same devices and links (a server and its cloud twin) share the engine and the bound.
+    key = (template.devices, template.interconnect, weights)
+    if key not in seen:
+        try:
+            setup = prepare_serving(args.model_copy(update={"weights": weights}), machine_cluster(template, 1))
+            need = estimate_weight_bytes(setup.model, setup.mix).total_bytes + estimate_kv_cache_bytes(
+                setup.model, setup.mix.kv_cache_dtype, context=setup.context, users=users)
+            usable = sum(max(0, d.usable_bytes) for d in setup.cluster.devices)
+            seen[key] = max(1, math.ceil(need / usable)) if usable > 0 else 10**9
+        except PlannerError as err:
+            seen[key] = getattr(err, "detail", str(err))
+    if isinstance(seen[key], str):
+        option.why_not = str(seen[key])
+    else:
+        option.machines_low = int(seen[key])
     return option
 
 
@@ -252,11 +260,12 @@ def run_buy(args: Any, *, progress: Progress | None = None, today: datetime.date
         raise InputError(f"'{args.weights}' has an empty format", field="--weights")
     users, notes = _users_for(args)
     plan_args = args.model_copy(update={"request_rate": None, "users": users, "explicit": args.explicit - {"request_rate"}})
-    options = [_option(plan_args, t, w, inputs, users) for w in weights_list for t in templates]
+    seen: dict[tuple, int | str] = {}
+    options = [_option(plan_args, t, w, inputs, users, seen) for w in weights_list for t in templates]
     priced = sorted((o for o in options if o.why_not is None), key=lambda o: (o.bound_usd, o.key))
     say(f"{len(priced)} of {len(options)} templates priced and able to run the request; searching cheapest first")
     best = math.inf
-    search_deadline = start + 0.7 * args.time_limit
+    search_deadline = start + SEARCH_SHARE * args.time_limit
     # With --template the user asked about those templates: each gets its own cheapest answer.
     prune = not args.templates
     for k, option in enumerate(priced, 1):
@@ -334,6 +343,9 @@ def _proof(joint: MarketChoice, best: float, cut_short: bool, max_machines: int)
         gap = None if bound is None or not joint.cost_usd else (joint.cost_usd - bound) / joint.cost_usd
         why = "the time limit cut the search short" if cut_short else "the solver's time ran out"
         return {"status": f"cheapest found; not proven ({why})", "scope": scope, "bound": bound, "gap": gap}
+    if cut_short:
+        return {"status": "none found before the time limit (templates were left unsearched: a larger --time-limit may find one)",
+                "scope": scope, "bound": None, "gap": None}
     return {"status": "none found", "scope": scope, "bound": None, "gap": None}
 
 
