@@ -51,9 +51,15 @@ def inventory_text(row: dict) -> str:
     per_machine = row["count"] // machines
     lines = ["name: measured", "nodes:", "  - name: m", f"    count: {machines}", f"    interconnect: {interconnect}",
              "    host_memory_gb: 1024", "    devices:", f"      - type: {row['device']}", f"        count: {per_machine}"]
-    if machines > 1:
-        lines += ["network:", "  links:", f"    - between: [{', '.join(f'm-{i + 1}' for i in range(machines))}]",
-                  f"      type: {row.get('network', 'ethernet-10g')}"]
+    if machines == 2:
+        lines += ["network:", "  links:", "    - between: [m-1, m-2]", f"      type: {row.get('network', 'ethernet-10g')}"]
+    elif machines > 2:  # every pair cabled (a Thunderbolt mesh), or one switch for everything else
+        network = row.get("network", "ethernet-10g")
+        if network.startswith("thunderbolt"):
+            pairs = [(a, b) for a in range(1, machines + 1) for b in range(a + 1, machines + 1)]
+            lines += ["network:", "  links:"] + [f"    - {{between: [m-{a}, m-{b}], type: {network}}}" for a, b in pairs]
+        else:
+            lines += [f"network: {network}"]
     return "\n".join(lines) + "\n"
 
 

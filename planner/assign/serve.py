@@ -62,8 +62,10 @@ def assign_devices(candidates: CandidateSet, copies: dict[int, int],
         if cls in slots:
             slots[cls][choice][-need] -= 1
         for k in stages:
-            replicas[r][1][k] = nodes[choice][:tp]
-            del nodes[choice][:tp]
+            # A group over whole machines takes a machine per run; any other stage takes its tp devices here.
+            take = min(tp, -need)
+            replicas[r][1][k] = (replicas[r][1][k] or []) + nodes[choice][:take]
+            del nodes[choice][:take]
         used_nodes.setdefault(r, set()).add((cls, choice))
     return [(index, [ids for ids in stages if ids is not None]) for index, stages in replicas]
 

@@ -46,7 +46,19 @@ class UnitType:
         return f"{self.device_class.key} tp{self.tp}"
 
     @property
+    def spans_machines(self) -> bool:
+        """A tensor-parallel group over whole machines (exo and MLX across Macs)."""
+        return self.tp > self.device_class.devices_per_node
+
+    @property
+    def machines(self) -> int:
+        """Machines one group of this unit takes whole (1 when it fits in one)."""
+        return self.tp // self.device_class.devices_per_node if self.spans_machines else 1
+
+    @property
     def available(self) -> int:
+        if self.spans_machines:
+            return len(self.device_class.nodes) // self.machines
         return len(self.device_class.nodes) * (self.device_class.devices_per_node // self.tp)
 
 
@@ -128,10 +140,12 @@ def build_device_classes(cluster: Cluster, capacity_of: Callable[[Device], float
     return classes
 
 
-def tp_options(device_class: DeviceClass, model: ModelSpec) -> list[int]:
+def tp_options(device_class: DeviceClass, model: ModelSpec, *, across_machines: bool = False) -> list[int]:
     """Tensor-parallel sizes a class supports: powers of two that fit in one machine, are legal for
     the model (estimate/parallelism.py), and (for several machines) divide the machine's count so
-    identical machines pack exactly, over a link fit for tensor parallelism."""
+    identical machines pack exactly, over a link fit for tensor parallelism. With
+    `across_machines` (an engine that shards tensors over machines, on links fit for it), also
+    groups of whole machines: the machine's devices times a power of two of its machines."""
     out = []
     t = 1
     n = device_class.devices_per_node
@@ -141,4 +155,9 @@ def tp_options(device_class: DeviceClass, model: ModelSpec) -> list[int]:
         if ok_pack and ok_link and check_tensor_parallel_size(model, t) is None:
             out.append(t)
         t *= 2
+    machines = 2
+    while across_machines and machines <= len(device_class.nodes):
+        if check_tensor_parallel_size(model, n * machines) is None:
+            out.append(n * machines)
+        machines *= 2
     return out

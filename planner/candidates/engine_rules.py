@@ -18,8 +18,11 @@ def check_units(profile: EngineProfile, units: list[UnitType], num_layers: int) 
     name = profile.name
     if stages > 1 and layout.pipeline == "none":
         return f"{name} runs no pipeline stages"
-    if layout.tensor_parallel == "none" and sizes != {1}:
-        return f"{name} runs no tensor parallelism"
+    spanning = [u for u in units if u.spans_machines]
+    if spanning and not layout.tensor_parallel_across_machines:
+        return f"{name} keeps a tensor-parallel group in one machine"
+    if layout.tensor_parallel == "none" and sizes != {1} and len(spanning) != len(units):
+        return f"{name} runs no tensor parallelism inside a machine"
     if len(sizes) > 1:
         return f"{name} needs one tensor-parallel size for every stage"
     if stages > 1 and not layout.tensor_and_pipeline and sizes != {1}:
@@ -51,6 +54,9 @@ def _machines(units: list[UnitType]) -> int:
     total = 0
     for index in {u.device_class.index for u in units}:
         group = [u for u in units if u.device_class.index == index]
+        if group[0].spans_machines:
+            total += sum(u.machines for u in group)
+            continue
         per_machine = max(1, group[0].device_class.devices_per_node // group[0].tp)
         total += math.ceil(len(group) / per_machine)
     return total
@@ -63,6 +69,9 @@ def stages_per_machine(units: list[UnitType]) -> int | None:
     counts = []
     for index in classes:
         group = [u for u in units if u.device_class.index == index]
+        if group[0].spans_machines:  # each stage takes whole machines: one stage's share per machine
+            counts += [1] * sum(u.machines for u in group)
+            continue
         per_machine = group[0].device_class.devices_per_node // group[0].tp
         machines = math.ceil(len(group) / max(per_machine, 1))
         if per_machine < 1 or len(group) % machines:

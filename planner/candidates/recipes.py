@@ -184,12 +184,23 @@ class RecipeBuilder:
                             if (why := check_mix_on_device(engine, model, mix, c.spec)) is not None}
         no_tp = engine.layout.tensor_parallel == "none"
         pinned_tp = request.tensor_parallel_size
-        self.units = [UnitType(c, t) for c in self.classes if c.index not in self.unsupported
-                      for t in tp_options(c, model) if not (no_tp and t > 1) and (pinned_tp is None or t == pinned_tp)]
+        self.units = [u for c in self.classes if c.index not in self.unsupported
+                      for t in tp_options(c, model, across_machines=self._tensor_parallel_across(c))
+                      if (u := UnitType(c, t)).spans_machines or not (no_tp and t > 1)
+                      if pinned_tp is None or t == pinned_tp]
         self.stages_pinned = request.pipeline_parallel_size or (len(request.layer_split) if request.layer_split else None)
         self._routes: dict[tuple, tuple[float, float, bool]] = {}
         self._node_of = {d.id: d.node for d in cluster.devices}
         self._speed_keys: dict[tuple[int, int], tuple[float, int, int]] = {}
+
+    def _tensor_parallel_across(self, cls: DeviceClass) -> bool:
+        """The engine shards tensors over machines, and every link between this class's machines
+        is fit for it (RDMA over Thunderbolt 5, not Ethernet)."""
+        if not self.engine.layout.tensor_parallel_across_machines or len(cls.nodes) < 2:
+            return False
+        nodes = set(cls.nodes)
+        links = [x.link for x in self.cluster.links if x.a in nodes or x.b in nodes]
+        return bool(links) and all(link.tensor_parallel_ok for link in links)
 
     def _check_time(self) -> None:
         if self.deadline is not None and time.perf_counter() > self.deadline:
@@ -236,9 +247,12 @@ class RecipeBuilder:
         blocks: list[tuple[int, int, tuple[int, ...]]] = []
         for k, unit in enumerate(ordered):
             cls = unit.device_class
+            if unit.spans_machines:  # one group over whole machines: a run per machine
+                blocks += [(cls.index, cls.devices_per_node, (k,))] * unit.machines
+                continue
             if blocks:
                 c, n, ks = blocks[-1]
-                if c == cls.index and n + unit.tp <= cls.devices_per_node and len(ks) < run:
+                if c == cls.index and n + unit.tp <= cls.devices_per_node and len(ks) < run and not ordered[ks[-1]].spans_machines:
                     blocks[-1] = (c, n + unit.tp, ks + (k,))
                     continue
             blocks.append((cls.index, unit.tp, (k,)))
@@ -277,7 +291,10 @@ class RecipeBuilder:
         run_of = {k: b for b, (_, _, ks) in enumerate(blocks) for k in ks}
         for k, (unit, (start, end)) in enumerate(zip(ordered, spans)):
             cls = unit.device_class
-            tp_bw, tp_lat = self._in_machine(cls) if unit.tp > 1 else (0.0, 0.0)
+            if unit.spans_machines:
+                tp_bw, tp_lat, _ = self._between_machines(cls, cls)
+            else:
+                tp_bw, tp_lat = self._in_machine(cls) if unit.tp > 1 else (0.0, 0.0)
             next_bw = next_lat = 0.0
             crosses = False
             if k + 1 < len(ordered):

@@ -83,7 +83,9 @@ def to_exo(plan: ServePlan, context: ExportContext) -> Bundle:
             machine = machines[device.node]
             placeholders.update(address_placeholders([machine]))
             nodes.append({"machine": machine.name, "address": address_of(machine), "start_layer": start, "end_layer": end})
-        spec = {"model_id": model_id, "sharding": sharding, "instance_meta": "MlxRing", "n_layers": context.model.num_layers,
+        # Tensor sharding was planned over RDMA (Thunderbolt 5 links fit for it): exo's MlxJaccl.
+        meta = "MlxJaccl" if sharding == "Tensor" else "MlxRing"
+        spec = {"model_id": model_id, "sharding": sharding, "instance_meta": meta, "n_layers": context.model.num_layers,
                 "api_port": EXO_PORT, "nodes": nodes}
         name = f"replica-{replica.index}/instance.json"
         files[name] = json.dumps(spec, indent=2) + "\n"
@@ -174,8 +176,17 @@ def to_mlxlm(plan: ServePlan, context: ExportContext) -> Bundle:
                 writes = ((hostfile, text),)  # the script writes it once the addresses are set
             else:
                 files[hostfile] = text
-            argv = ("mlx.launch", "--hostfile", hostfile, "--backend", "ring", "--",
-                    *server, *(["--pipeline"] if sharding == "Pipeline" else []))
+            if sharding == "Tensor":
+                files.pop(hostfile, None)
+                # Planned over RDMA: mlx's jaccl backend, its hostfile (with each Mac's RDMA devices)
+                # written by mlx.distributed_config from the Thunderbolt links.
+                argv = ("sh", "-c", f"mlx.distributed_config --backend jaccl --over thunderbolt --hosts "
+                        f"{','.join(h['ssh'] for h in hosts)} --output {hostfile} && "
+                        f"mlx.launch --hostfile {hostfile} --backend jaccl --env MLX_METAL_FAST_SYNCH=1 -- {' '.join(server)}")
+                writes = ()
+            else:
+                argv = ("mlx.launch", "--hostfile", hostfile, "--backend", "ring", "--",
+                        *server, *(["--pipeline"] if sharding == "Pipeline" else []))
         launch = Launch(head.name, f"replica {replica.index}: mlx_lm.server" + (f" over {len(devices)} Macs ({sharding})"
                                                                               if len(devices) > 1 else ""), argv,
                         writes=writes if len(devices) > 1 else ())
@@ -197,8 +208,9 @@ def to_mlxlm(plan: ServePlan, context: ExportContext) -> Bundle:
         "(an MLX-converted repository with model.safetensors.index.json for a pipeline) at the same path on each.",
         "- mlx.launch starts every rank over ssh, the launching Mac's own included, and runs `mlx_lm.server` at the "
         "path it has on the launching Mac: install it at the same path on every Mac.",
-        "- `ring` runs over TCP on any network; Thunderbolt 5 with RDMA (macOS 26.2+, `rdma_ctl enable`) can use "
-        "`--backend jaccl`, which mlx's docs recommend for tensor parallelism.",
+        "- `ring` runs over TCP on any network; Thunderbolt 5 with RDMA (macOS 26.2+, `rdma_ctl enable` from recovery) "
+        "runs `--backend jaccl`, which mlx's docs recommend for tensor parallelism and which a tensor-parallel replica "
+        "here uses (its speed was planned at RDMA's few-microsecond latency).",
         "", *placeholder_lines(placeholders)])
     book.add("Steps, in order", steps + (["- Then the load balancer in `load-balancer/` (nginx)."] if len(endpoints) > 1 else []))
     book.add("Ports", [f"- API: {ep} (replica {i})" for i, ep in endpoints] + ["- mlx ring: 32323 and up between the Macs."])

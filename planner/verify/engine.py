@@ -37,6 +37,29 @@ def _device_problems(engine: EngineProfile, devices: list[Device], families: lis
     return problems
 
 
+def _tensor_group_problem(group: list[Device], size: int, cluster: Cluster, engine: EngineProfile) -> str | None:
+    """Why a stage's tensor-parallel group breaks the engine's rules: inside one machine only
+    where the engine has tensor parallelism there; over machines only where it shards tensors
+    across machines, taking whole machines, every link between them fit for it."""
+    layout = engine.layout
+    nodes = {d.node for d in group}
+    if size <= 1:
+        return None
+    if len(nodes) <= 1:
+        return f"{engine.name} has no tensor parallelism inside a machine" if layout.tensor_parallel == "none" else None
+    if not layout.tensor_parallel_across_machines:
+        return "tensor-parallel ranks span machines"
+    whole = {n.name: len(n.devices) for n in cluster.nodes}
+    per_node = Counter(d.node for d in group)
+    if any(per_node[n] != whole[n] for n in per_node):
+        return f"a tensor-parallel group over machines takes them whole, not {dict(per_node)}"
+    links = [x.link for x in cluster.links if x.a in nodes or x.b in nodes]
+    unfit = sorted({x.id for x in links if not x.tensor_parallel_ok})
+    if unfit or not links:
+        return f"tensor parallelism across machines over {', '.join(unfit) or 'no link'}, which is not fit for it"
+    return None
+
+
 def check_serve_engine(plan: ServePlan, engine: EngineProfile, cluster: Cluster, families: list[str],
                        kv_family: str, num_layers: int) -> list[str]:
     """Every way the serving plan breaks its engine's layout and hardware rules."""
@@ -50,8 +73,11 @@ def check_serve_engine(plan: ServePlan, engine: EngineProfile, cluster: Cluster,
         members = [devices[d.id] for s in replica.stages for d in s.devices if d.id in devices]
         used += members
         counts = [s.layers[1] - s.layers[0] for s in replica.stages]
-        if layout.tensor_parallel == "none" and any(t > 1 for t in sizes):
-            problems.append(f"{where}: {engine.name} has no tensor parallelism")
+        for k, stage in enumerate(replica.stages):
+            problem = _tensor_group_problem([devices[d.id] for d in stage.devices if d.id in devices],
+                                            stage.tensor_parallel_size, cluster, engine)
+            if problem:
+                problems.append(f"{where} stage {k}: {problem}")
         if len(set(sizes)) > 1:
             problems.append(f"{where}: tensor-parallel sizes {sizes} differ between stages")
         if len(sizes) > 1 and layout.pipeline == "none":

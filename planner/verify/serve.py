@@ -99,8 +99,8 @@ def _check_replica(replica: ReplicaOut, model: ModelSpec, mix: PrecisionMix, wei
                 problems.append(f"device {device_id} is used twice")
             seen.add(device_id)
         known = [devices[i] for i in ids if i in devices]
-        if len({d.node for d in known}) > 1 or len({d.spec for d in known}) > 1:
-            problems.append(f"{where}: tensor-parallel ranks span machines or device types")
+        if len({d.spec for d in known}) > 1:
+            problems.append(f"{where}: tensor-parallel ranks of different device types")
         if not known or end <= start or end > model.num_layers:
             continue
         key = (known[0].spec, start, end, k == 0, k == last_index, t, replica.users, len(replica.stages), settings)

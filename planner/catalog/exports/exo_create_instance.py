@@ -3,7 +3,7 @@
 
 1. GET /node_id on every machine of the plan gives its exo node id.
 2. GET /instance/previews?model_id=...&node_ids=... gives exo's own placements over those nodes;
-   the one with the plan's sharding (Pipeline or Tensor) on MlxRing over exactly these nodes is taken.
+   the one with the plan's sharding (Pipeline or Tensor) and instance_meta (MlxRing, or MlxJaccl for RDMA) over exactly these nodes is taken.
 3. Pipeline: each runner's startLayer/endLayer are set to the plan's range for its node. exo's
    ranks pass activations in rank order, so the plan's stage order must be exo's rank order;
    when it is not, the script stops and says so (nothing is created).
@@ -85,7 +85,7 @@ def main():
             break
     if chosen is None:
         errors = sorted({p.get("error") for p in previews if p.get("error")})
-        sys.exit(f"exo offers no {spec['sharding']}/MlxRing placement over exactly these machines: {errors or 'none offered'}")
+        sys.exit(f"exo offers no {spec['sharding']}/{spec['instance_meta']} placement over exactly these machines: {errors or 'none offered'}")
     tag, body = untag(chosen)
     assignments = pick(body, "shardAssignments", "shard_assignments")
     node_to_runner = pick(assignments, "nodeToRunner", "node_to_runner")
