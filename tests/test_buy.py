@@ -163,3 +163,53 @@ def test_no_configuration_exits_1(runner):
                                   "--market", MARKET, "--max-machines", "2"])
     assert result.exit_code == 1
     assert "No configuration" in result.output
+
+
+def test_exclude_patterns_and_typos(runner):
+    from planner.commands.buy import select_templates
+
+    templates = load_market_file(MARKET)
+    assert [t.id for t in select_templates(templates, ("!*3090",))] == ["single-4090", "a10-box", "g6e-xlarge"]
+    assert [t.id for t in select_templates(templates, ("single-*,!single-4090",))] == ["single-3090"]
+    result = runner.invoke(main, ["whatif", "--model", "llama-3.1-8b", "--market", MARKET, "--weights", "bf16,nosuch"])
+    assert result.exit_code == 2 and "nosuch" in result.output
+    result = runner.invoke(main, ["sweep", "--inventory", "inventories/homelab.yaml", "--model", "llama-3.1-8b", "--users", "1",
+                                  "--context", "4096", "--engine", "vllm,nosuch"])
+    assert result.exit_code == 2 and "nosuch" in result.output
+
+
+def test_the_whole_market_answers_with_each_kind_of_machine():
+    data, code = run_buy(WhatifArgs(model="llama-3.1-8b", users=8, context=8192, min_tokens_per_s=20.0,
+                                    explicit=frozenset({"model", "users", "context", "min_tokens_per_s"})), today=TODAY)
+    assert code == 0 and data["proof"]["status"] == "proven cheapest"
+    kinds = {t["kind"] for r in data["configurations"] for t in r["templates"]}
+    assert {"workstation", "server", "desktop"} <= kinds  # a PCIe box, a server and a Mac, each its kind's cheapest found
+    assert data["configurations"][0]["cost"] == min(r["cost"] for r in data["configurations"] if r["verified"])
+
+
+def test_a_request_rate_buys_no_more_than_the_rate_needs():
+    data, code = buy(request_rate=0.5, min_tokens_per_s=30.0, context=4096, market=None, templates=("2x-rtx-3090",))
+    assert code == 0
+    best = data["configurations"][0]
+    assert best["configuration"] == "1 of 2x-rtx-3090"  # plan deploy's own rate search: one machine sustains 0.5/s
+    assert best["plan"]["performance"]["requests_per_s"] >= 0.5
+
+
+def test_market_prices_must_be_real_dates_and_kinds_must_match(runner, tmp_path):
+    bad = tmp_path / "market.yaml"
+    for text, expected in [
+        ('    price: {usd: 10, date: "2026-13", source: "test"}\n', "month must be in 1..12"),
+        ('    price: {usd: 10, date: "2099-01", source: "test"}\n', "in the future"),
+        ('    hourly: {usd_per_hour: 1, provider: x, instance: y, date: "2025", source: "test"}\n', "kind: cloud"),
+    ]:
+        bad.write_text("templates:\n  - id: x\n    name: x\n    kind: desktop\n    devices: 1xrtx-4090\n" + text)
+        result = runner.invoke(main, ["whatif", "--model", "llama-3.1-8b", "--market", str(bad)])
+        assert result.exit_code == 2 and expected in result.output and "market.yaml" in result.output, result.output
+
+
+def test_replacing_the_only_machine_by_removing_and_adding(runner):
+    result = runner.invoke(main, ["whatif", "--inventory", "inventories/homelab.yaml", "--model", "llama-3.1-8b", "--users", "8",
+                                  "--remove", "gpu-box", "--add", "2xrtx-4090", "--format", "json"])
+    assert result.exit_code == 0, result.output
+    changed = json.loads(result.output)["scenarios"][1]
+    assert changed["machines"] == 1 and changed["devices"] == 2 and changed["fits"]

@@ -74,7 +74,7 @@ def _check_answer_files(args: Any) -> None:
 
 
 def _write_answer_files(args: Any, kind: str, data: dict[str, Any], plan: dict[str, Any] | None,
-                        inventory: dict[str, Any] | None = None) -> None:
+                        inventory: dict[str, Any] | None = None, plan_label: str | None = None) -> None:
     """--pictures DIR (SVG and PNG of each picture) and --report FILE.html, for an answer."""
     from pathlib import Path
 
@@ -101,7 +101,7 @@ def _write_answer_files(args: Any, kind: str, data: dict[str, Any], plan: dict[s
         if plan is None:
             _echo("no plan, so no report", err=True)
             return
-        write_text(args.report, to_answer_report(kind, data, plan=plan, inventory=inventory))
+        write_text(args.report, to_answer_report(kind, data, plan=plan, inventory=inventory, plan_label=plan_label))
         _echo(f"wrote the report to {args.report}", err=True)
 
 
@@ -285,16 +285,19 @@ def whatif(ctx: click.Context, **params: Any) -> int:
 
         data, code = run_buy(args, progress=_progress())
         text, kind = to_buy_text, "buy"
-        plan = next((r["plan"] for r in data["configurations"] if r["verified"]), None)
+        best = next((r for r in data["configurations"] if r["verified"]), None)
+        plan = best["plan"] if best else None
+        label = f"the cheapest verified answer: {best['configuration']} ({best['weights']})" if best else None
     else:
         plans: list[dict[str, Any]] = []
         data, code = run_whatif(args, plans=plans, progress=_progress())
         text, kind = to_whatif_text, "whatif"
-        fitting = [p for p, r in zip(plans, data["scenarios"]) if r["fits"]]
-        plan = fitting[-1] if fitting else (plans[-1] if plans else None)
+        fitting = [(p, r) for p, r in zip(plans, data["scenarios"]) if r["fits"]]
+        plan, row = fitting[-1] if fitting else ((plans[-1], data["scenarios"][-1]) if plans else (None, None))
+        label = f"scenario '{row['scenario']}', weights {row['weights']}" if row else None
     _emit(data, args.fmt, text)
     if args.report or args.pictures:
-        _write_answer_files(args, kind, data, plan)
+        _write_answer_files(args, kind, data, plan, plan_label=label)
     if args.output:
         from planner.loaders.files import write_text
 

@@ -35,6 +35,7 @@ from planner.estimate.cost import (
 )
 from planner.estimate.kv_cache import estimate_kv_cache_bytes
 from planner.estimate.weights import estimate_weight_bytes
+from planner.loaders.formats import resolve_weight_format
 from planner.loaders.market import load_market_catalog, load_market_file
 from planner.loaders.shorthand import build_shorthand_cluster
 from planner.schemas.inventory import Cluster
@@ -45,7 +46,7 @@ from planner.solver.market import MarketChoice, Offer, solve_market
 Progress = Callable[[str], None]
 FOUND = (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE)
 MAX_ROWS = 8  # cheapest answers shown, one per template
-VERIFY_SHARE = 0.2  # of --time-limit, for re-planning the answers on the machines bought
+VERIFY_S = 10.0  # seconds for re-planning each answer on the machines bought
 SEARCH_SHARE = 0.7  # of --time-limit, for the search of each template alone
 
 
@@ -82,17 +83,24 @@ def template_devices(template: MachineTemplate) -> list:
 
 
 def select_templates(templates: tuple[MachineTemplate, ...], patterns: tuple[str, ...]) -> list[MachineTemplate]:
-    if not patterns:
+    """The templates the patterns name (ids or shell patterns; `!pattern` leaves those out, and
+    alone means every other template), in market order."""
+    items = [p.strip().lower() for text in patterns for p in text.split(",") if p.strip()]
+    if not items:
         return list(templates)
     ids = [t.id for t in templates]
-    chosen: list[MachineTemplate] = []
-    for pattern in (p.strip().lower() for text in patterns for p in text.split(",")):
+    keep = [p for p in items if not p.startswith("!")]
+    drop = [p[1:] for p in items if p.startswith("!")]
+    chosen: list[MachineTemplate] = [] if keep else list(templates)
+    for pattern in keep + drop:
         matched = [t for t in templates if fnmatch.fnmatchcase(t.id, pattern)]
         if not matched:
             raise InputError(f"no template matches '{pattern}' (`plan whatif --list-templates` lists them)",
                              field="--template", suggestion=suggest_name(pattern, ids))
-        chosen += [t for t in matched if t not in chosen]
-    return chosen
+        if pattern in keep:
+            chosen += [t for t in matched if t not in chosen]
+    dropped = {t.id for p in drop for t in templates if fnmatch.fnmatchcase(t.id, p)}
+    return [t for t in chosen if t.id not in dropped]
 
 
 def _users_for(args: DeployArgs) -> tuple[int, list[str]]:
@@ -103,7 +111,9 @@ def _users_for(args: DeployArgs) -> tuple[int, list[str]]:
     if args.min_tokens_per_s is None:
         raise InputError("buying for a --request-rate needs --min-tokens-per-s: the per-user speed sets how many "
                          "requests are in flight", field="--request-rate")
-    output = args.output_tokens or 4096
+    context = args.context or 4096
+    prompt = args.prompt_tokens or context // 2
+    output = args.output_tokens or max(1, context - prompt)  # as a deploy splits the context
     ttft = args.max_ttft or 0.0
     users = max(1, math.ceil(args.request_rate * (ttft + output / args.min_tokens_per_s)))
     return users, [f"--request-rate {args.request_rate:g}: {users} requests in flight at {args.min_tokens_per_s:g} tokens/s "
@@ -192,8 +202,24 @@ def _search_alone(args: DeployArgs, option: _Option, users: int, best: float, ma
         machines = min(max_machines, machines * 2)
 
 
-def _verify(args: DeployArgs, parts: list[tuple[_Option, int]], time_limit: float) -> dict[str, Any]:
-    """`plan deploy` on exactly the machines bought (one template, or a mix), verified."""
+def _fewest_for_rate(args: DeployArgs, rate: float, parts: list[tuple[_Option, int]], time_limit: float) -> list[tuple[_Option, int]]:
+    """A single template bought for a request rate was sized at the per-user speed floor; its
+    machines may run faster than that, so fewer may sustain the rate: take machines away while
+    `plan deploy`'s own rate search (Little's law at the plan's latency) still finds a plan that
+    meets it."""
+    if len(parts) != 1:
+        return parts
+    option, machines = parts[0]
+    while machines > 1:
+        trial = _deploy(args.model_copy(update={"request_rate": rate, "explicit": args.explicit - {"users"}}),
+                        [(option, machines - 1)], time_limit)
+        if trial.exit_code != 0 or (trial.plan.performance.requests_per_s or 0.0) < rate * 0.999:
+            break
+        machines -= 1
+    return [(option, machines)]
+
+
+def _deploy(args: DeployArgs, parts: list[tuple[_Option, int]], time_limit: float) -> Any:
     if len(parts) == 1:
         option, machines = parts[0]
         cluster = machine_cluster(option.template, machines)
@@ -202,8 +228,13 @@ def _verify(args: DeployArgs, parts: list[tuple[_Option, int]], time_limit: floa
         groups = "+".join(f"{n}x({o.template.devices})" for o, n in parts)
         cluster = build_shorthand_cluster(nodes=groups)
         weights = parts[0][0].weights
-    result = run_deploy(args.model_copy(update={"weights": weights, "time_limit": max(time_limit, 0.5), "objective": "throughput"}),
-                        cluster=cluster)
+    return run_deploy(args.model_copy(update={"weights": weights, "time_limit": max(time_limit, 0.5), "objective": "throughput"}),
+                      cluster=cluster)
+
+
+def _verify(args: DeployArgs, parts: list[tuple[_Option, int]], time_limit: float) -> dict[str, Any]:
+    """`plan deploy` on exactly the machines bought (one template, or a mix), verified."""
+    result = _deploy(args, parts, time_limit)
     plan = result.plan
     fits = result.exit_code == 0
     performance, capacity = plan.performance, plan.capacity
@@ -258,6 +289,9 @@ def run_buy(args: Any, *, progress: Progress | None = None, today: datetime.date
     weights_list = [w.strip() for w in args.weights.split(",")] if args.weights else [None]
     if any(w == "" for w in weights_list):
         raise InputError(f"'{args.weights}' has an empty format", field="--weights")
+    for name in weights_list:
+        if name is not None and name != "checkpoint":
+            resolve_weight_format(name)  # a typo is exit 2 with the nearest name, not a template left out
     users, notes = _users_for(args)
     plan_args = args.model_copy(update={"request_rate": None, "users": users, "explicit": args.explicit - {"request_rate"}})
     seen: dict[tuple, int | str] = {}
@@ -280,6 +314,24 @@ def run_buy(args: Any, *, progress: Progress | None = None, today: datetime.date
             best = min(best, option.alone.cost_usd)
         say(f"[{k}/{len(priced)}] {option.key}: " + (f"{sum(option.alone.bought.values())} machine(s), {option.alone.cost_usd:,.2f}"
                                                      if option.alone else option.why_not or "no answer"))
+    if prune:
+        # The cheapest of each kind of machine too (servers, workstations, Macs, cloud), so the
+        # answer compares them; the joint model's proof does not depend on these.
+        for kind in ("server", "workstation", "desktop", "cloud"):
+            of_kind = [o for o in priced if o.template.kind == kind]
+            if not of_kind or any(o.alone is not None for o in of_kind):
+                continue
+            kind_best = math.inf
+            for option in of_kind:
+                if option.bound_usd >= kind_best or time.perf_counter() > search_deadline:
+                    break
+                if option.built is not None and option.alone is None and option.why_not and "not less than" not in option.why_not:
+                    continue  # searched already: no answer alone
+                option.why_not = None
+                _search_alone(plan_args, option, users, kind_best, args.max_machines, search_deadline)
+                if option.alone is not None and option.alone.cost_usd is not None:
+                    kind_best = option.alone.cost_usd
+                    say(f"cheapest {kind}: {option.key}, {option.alone.cost_usd:,.2f}")
     cut_short = any(o.why_not == "not searched: the time limit came first" for o in priced)
     # The joint model: every template that could still be part of something cheaper than the best.
     pool = []
@@ -298,23 +350,36 @@ def run_buy(args: Any, *, progress: Progress | None = None, today: datetime.date
     joint = solve_market([o for _, o in pool], users, time_limit_s=max(0.5, deadline - time.perf_counter() - 0.2 * args.time_limit))
     by_key = {o.key: o for o in options}
     rows: list[dict[str, Any]] = []
-    # A fixed share (not what happens to be left), so the plans, which record it, are the same every run.
-    verify_share = max(1.0, VERIFY_SHARE * args.time_limit / (MAX_ROWS + 1))
+    # A fixed time per plan (not what happens to be left), so the plans, which record it, are the same every run.
+    verify_s = VERIFY_S
+    check_args = plan_args
+    if args.request_rate is not None:
+        check_args = args.model_copy(update={"explicit": args.explicit - {"users"}})
+
+    def checked(parts: list[tuple[_Option, int]]) -> tuple[list[tuple[_Option, int]], dict[str, Any]]:
+        if args.request_rate is not None:
+            parts = _fewest_for_rate(plan_args, args.request_rate, parts, verify_s)
+        return parts, _verify(check_args, parts, verify_s)
+
     winner = None
     if joint.status in FOUND:
         parts = [(by_key[k], n) for k, n in joint.bought.items()]
         say("verifying the cheapest: " + " + ".join(f"{n} of {o.key}" for o, n in parts))
-        winner = _row(parts, joint, _verify(plan_args, parts, verify_share))
+        parts, result = checked(parts)
+        winner = _row(parts, joint, result)
         rows.append(winner)
     for option in sorted((o for o in priced if o.alone is not None), key=lambda o: (o.alone.cost_usd, o.key))[:MAX_ROWS]:
         parts = [(option, sum(option.alone.bought.values()))]
         if winner is not None and len(joint.bought) == 1 and option.key in joint.bought and joint.bought[option.key] == parts[0][1]:
             continue
         say(f"verifying {parts[0][1]} of {option.key}")
-        rows.append(_row(parts, option.alone, _verify(plan_args, parts, verify_share)))
+        parts, result = checked(parts)
+        rows.append(_row(parts, option.alone, result))
+    rows.sort(key=lambda r: (not r["verified"], r["cost"], r["configuration"]))
     mark_pareto_front(rows)
     excluded = [{"template": o.key, "reason": o.why_not} for o in options if o.alone is None and o.why_not]
-    dates = sorted({d for o in options if o.cost.usd is not None for d in o.cost.dates})
+    shown = {t["id"] for r in rows for t in r["templates"]}
+    dates = sorted({d for o in options if o.template.id in shown and o.cost.usd is not None for d in o.cost.dates})
     proof = _proof(joint, best, cut_short, args.max_machines)
     unit = "USD per hour" if args.cost == "hourly" else "USD"
     report = {

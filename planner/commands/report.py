@@ -31,7 +31,7 @@ def _plan_pictures(plan: dict[str, Any] | None, inventory: dict[str, Any] | None
 
 def pareto_points(data: dict[str, Any]) -> list[dict[str, Any]]:
     """The purchase answers as points of the Pareto picture."""
-    return [{"label": r["configuration"], "cost_usd": r["cost"], "tokens_per_s": r["tokens_per_s"],
+    return [{"label": f"{r['configuration']} ({r['weights']})", "cost_usd": r["cost"], "tokens_per_s": r["tokens_per_s"],
              "per_user_tokens_per_s": r["tokens_per_s_per_user"], "on_front": bool(r.get("on_front"))}
             for r in data["configurations"] if r["tokens_per_s"] is not None]
 
@@ -65,18 +65,33 @@ def build_answer_pictures(kind: str, data: dict[str, Any], *, plan: dict[str, An
 def _tables(kind: str, data: dict[str, Any]) -> list[dict[str, Any]]:
     if kind == "buy":
         unit = data["cost"]["unit"]
+        cost, prices = data["cost"], data["prices"]
+        inputs = [["cost basis", f"{cost['basis']} ({unit})"]]
+        if cost["basis"] == "tco":
+            inputs += [["years", cost["years"]], ["electricity, USD/kWh", cost["usd_per_kwh"]],
+                       ["share of rated power drawn", cost["utilization"]], ["hours a year", cost["hours_per_year"]]]
+        inputs += [["prices of these answers dated", " to ".join(dict.fromkeys([prices["dated"][0], prices["dated"][-1]]))
+                    if prices["dated"] else "-"], ["oldest, months", prices["oldest_months"]], ["market", data["market"]["source"]]]
+        inputs += [[f"{t['id']} costs {t['machine_cost']:,}", "; ".join(t["cost_parts"])]
+                   for t in {t["id"]: t for r in data["configurations"] for t in r["templates"]}.values()]
+        inputs += [[note, ""] for note in data["notes"]]
+        not_chosen = [[e["template"], e["reason"]] for e in data["excluded"]][:40]
         return [{"title": f"Cheapest machines ({data['cost']['basis']}, {unit}); {data['proof']['status']} {data['proof']['scope']}",
                  "columns": ["configuration", "weights", "devices", unit, "tokens/s", "tokens/s per user", "TTFT s", "max users",
                              "Pareto front", "verified"],
                  "rows": [[r["configuration"], r["weights"], r["devices"], r["cost"], r["tokens_per_s"], r["tokens_per_s_per_user"],
                            r["time_to_first_token_s"], r["max_users"], bool(r.get("on_front")), r["verified"]]
-                          for r in data["configurations"]]}]
+                          for r in data["configurations"]]},
+                {"title": "What the costs are made of", "columns": ["", ""], "rows": inputs},
+                {"title": f"Not chosen ({len(data['excluded'])}, the first {len(not_chosen)})", "columns": ["template", "why"],
+                 "rows": not_chosen}]
     if kind == "whatif":
         return [{"title": f"What if: {data['model']} on {data['inventory']}" + (f", {' '.join(data['changes'])}" if data["changes"] else ""),
                  "columns": ["scenario", "weights", "fits", "users", "tokens/s", "tokens/s per user", "TTFT s", "max users",
-                             "devices used", "cost USD"],
+                             "devices used", "cost USD", "change USD", "why not"],
                  "rows": [[r["scenario"], r["weights"], r["fits"], r["users"], r["tokens_per_s"], r["tokens_per_s_per_user"],
-                           r["time_to_first_token_s"], r["max_users"], r["devices_used"], r["cost_usd"]] for r in data["scenarios"]]}]
+                           r["time_to_first_token_s"], r["max_users"], r["devices_used"], r["cost_usd"], r["cost_change_usd"],
+                           r["reason"]] for r in data["scenarios"]]}]
     if kind == "sweep":
         return [{"title": f"Sweep: {data['model']} on {data['inventory']}",
                  "columns": ["users", "context", "weights", "engine", "fits", "tokens/s per user", "tokens/s", "max users"],
@@ -87,9 +102,14 @@ def _tables(kind: str, data: dict[str, Any]) -> list[dict[str, Any]]:
     return []
 
 
-def to_answer_report(kind: str, data: dict[str, Any], *, plan: dict[str, Any], inventory: dict[str, Any] | None = None) -> str:
-    """One self-contained HTML page: the plan, its pictures and the answer's tables."""
+def to_answer_report(kind: str, data: dict[str, Any], *, plan: dict[str, Any], inventory: dict[str, Any] | None = None,
+                     plan_label: str | None = None) -> str:
+    """One self-contained HTML page: the plan (`plan_label` says which of the answer's it is), its
+    pictures and the answer's tables."""
     pictures: dict[str, str | bytes] = {}
     if pictures_available():
         pictures = {k: v.decode("utf-8") for k, v in build_answer_pictures(kind, data, plan=plan, inventory=inventory).items()}
-    return to_html_report(plan, inventory=inventory, pictures=pictures, tables=_tables(kind, data))
+    tables = _tables(kind, data)
+    if plan_label:
+        tables = [{"title": "The plan on this page", "columns": ["", ""], "rows": [["plan of", plan_label]]}] + tables
+    return to_html_report(plan, inventory=inventory, pictures=pictures, tables=tables)

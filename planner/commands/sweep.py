@@ -28,6 +28,8 @@ from planner.commands.args import DeployArgs
 from planner.commands.deploy import load_cluster, run_deploy
 from planner.errors import InputError
 from planner.limits import MAX_CONTEXT_TOKENS, MAX_USERS
+from planner.loaders.engines import find_engine
+from planner.loaders.formats import resolve_weight_format
 from planner.schemas.inventory import Cluster
 
 MAX_SWEEP_CELLS = 64  # users x contexts x weights x engines
@@ -252,6 +254,11 @@ def run_sweep(args: SweepArgs, *, progress: Callable[[str], None] | None = None)
 
     --time-limit is shared equally between the cells; each count tried for the largest users
     gets one cell's share. `progress`, when given, is called once per cell."""
+    for name in args.weights_list or ():
+        if name != "checkpoint":
+            resolve_weight_format(name)  # a typo is exit 2 with the nearest name, not a row of "no"
+    for name in args.engines or ():
+        find_engine(name.split("@")[0].split("==")[0], kind="serve")
     cluster = load_cluster(args)
     weights_axis: tuple[str | None, ...] = args.weights_list or (None,)
     engine_axis: tuple[str | None, ...] = args.engines or (None,)

@@ -99,9 +99,10 @@ def apply_changes(cluster: Cluster, *, add: tuple[str, ...] = (), remove: tuple[
         machine = _machine_of(items, "--replace")
         interconnect = machine.interconnect if any(d.spec.unified_memory for d in machine.devices) else node.interconnect
         cluster = _swapped(cluster, node, node.model_copy(update={"interconnect": interconnect}).holding(machine.devices))
+    new_machines = sum(1 for text in add if "@" not in text)
     for name in remove:
         node = _node_named(cluster.nodes, name.strip(), "--remove")
-        if len(cluster.nodes) == 1:
+        if len(cluster.nodes) == 1 and not new_machines:
             raise InputError("no machine would be left", field="--remove")
         cluster = cluster.model_copy(update={"nodes": tuple(n for n in cluster.nodes if n.name != node.name),
                                              "links": tuple(x for x in cluster.links if node.name not in (x.a, x.b))})

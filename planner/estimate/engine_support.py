@@ -17,11 +17,7 @@ _CHECKPOINT_FAMILIES: dict[str, FormatFamily] = {
 
 
 def _covers(where: Where, spec: HardwareSpec) -> bool:
-    if spec.vendor != where.vendor or spec.kind not in where.kinds:
-        return False
-    if where.min_compute_capability is None:
-        return True
-    return spec.capability is not None and spec.capability >= where.min_compute_capability
+    return where.covers(spec)
 
 
 def runs_on(profile: EngineProfile, spec: HardwareSpec) -> bool:

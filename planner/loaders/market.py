@@ -17,17 +17,20 @@ from planner.loaders.hardware import load_hardware_catalog
 from planner.loaders.shorthand import build_shorthand_cluster
 from planner.loaders.yamlfile import Located, parse_yaml_text
 from planner.schemas.hardware import HardwareSpec, Price
-from planner.schemas.market import MAX_TEMPLATES, MachineTemplate
+from planner.schemas.market import MAX_TEMPLATE_DEVICES, MAX_TEMPLATES, MachineTemplate
 
 PCIE_CARD_COUNTS = (1, 2, 4)  # cards per generated PCIe machine
 
 
 def _check_template(template: MachineTemplate, located: Located, path: tuple) -> None:
     try:
-        build_shorthand_cluster(gpus=template.devices, interconnect=template.interconnect)
+        machine = build_shorthand_cluster(gpus=template.devices, interconnect=template.interconnect)
     except InputError as err:
         field = "interconnect" if err.field == "--interconnect" else "devices"
         raise located.error(path + (field,), err.detail, suggestion=err.suggestion) from None
+    if len(machine.devices) > MAX_TEMPLATE_DEVICES:
+        raise located.error(path + ("devices",), f"{len(machine.devices):,} devices in one machine; the largest sold as one "
+                                                 f"holds {MAX_TEMPLATE_DEVICES}")
 
 
 def _read_templates(located: Located) -> list[MachineTemplate]:

@@ -430,6 +430,10 @@ def build_sweep_figure(sweep: dict[str, Any], fmt: str) -> bytes:
                 ax.text(j, i, text, ha="center", va="center", fontsize=7.5, color=ink if speed is not None else "black")
         most = {c: max((r["max_users"] for (u, cc), r in cells.items() if cc == c and r.get("max_users") is not None), default=None)
                 for c in contexts}
+        combo = {(r.get("weights"), r.get("engine")) for r in cells.values()}
+        for found in sweep.get("largest_users") or []:  # the sweep's own search for the largest count, where it has one
+            if (found.get("weights"), found.get("engine")) in combo and found.get("largest_users") and found.get("context") in most:
+                most[found["context"]] = found["largest_users"]
         ax.set_xticks(range(len(contexts)), [f"{c:,}" + ("" if most[c] is None else f"\nup to {most[c]:,} users") for c in contexts],
                       fontsize=8)
         ax.set_yticks(range(len(users)), [f"{u:,}" for u in users], fontsize=8)

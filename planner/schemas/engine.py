@@ -26,6 +26,17 @@ class Where(_Frozen):
     vendor: Vendor = Field(description="Device vendor.")
     kinds: tuple[DeviceKind, ...] = Field(("gpu", "apple-silicon", "soc"), description="Device kinds.")
     min_compute_capability: float | None = Field(None, ge=1, le=20, description="NVIDIA: the lowest compute capability.")
+    gfx_targets: tuple[str, ...] | None = Field(
+        None, description="AMD: the LLVM targets covered, by prefix (gfx94 covers gfx942); none: every target.")
+
+    def covers(self, spec: object) -> bool:
+        """True when a device (HardwareSpec) is one of these."""
+        if getattr(spec, "vendor", None) != self.vendor or getattr(spec, "kind", None) not in self.kinds:
+            return False
+        if self.min_compute_capability is not None and (getattr(spec, "capability", None) or 0) < self.min_compute_capability:
+            return False
+        target = getattr(spec, "gfx_target", None)
+        return self.gfx_targets is None or (target is not None and any(target.startswith(t) for t in self.gfx_targets))
 
 
 class FormatSupport(_Frozen):

@@ -2,15 +2,28 @@
 
 from __future__ import annotations
 
+import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 DeviceKind = Literal["gpu", "apple-silicon", "soc"]
 
 
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
+
+
+def check_price_date(value: str) -> str:
+    """A real calendar date (YYYY, YYYY-MM or YYYY-MM-DD), not in the future."""
+    parts = [int(x) for x in value.split("-")]
+    try:
+        seen = datetime.date(parts[0], parts[1] if len(parts) > 1 else 1, parts[2] if len(parts) > 2 else 1)
+    except ValueError as exc:
+        raise ValueError(f"{value!r} is not a date: {exc}") from None
+    if seen > datetime.date.today():
+        raise ValueError(f"{value!r} is in the future")
+    return value
 
 
 class Price(_Frozen):
@@ -20,6 +33,8 @@ class Price(_Frozen):
     date: str = Field(pattern=r"^\d{4}(-\d{2}(-\d{2})?)?$",
                       description="When the price was seen (YYYY-MM or YYYY-MM-DD; YYYY when only the year is known).")
     source: str = Field(min_length=4, description="Where the price was seen.")
+
+    _date = field_validator("date")(check_price_date)
 
 
 class HardwareSpec(_Frozen):

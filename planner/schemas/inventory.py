@@ -206,6 +206,9 @@ class Cluster(_Resolved):
     def joined(self, new: list[Node] | tuple[Node, ...], link: LinkSpec, *, own_link: bool = False) -> Cluster:
         """This cluster with machines `new` on its shared network (or, with none, cabled to its
         first machine over `link`); with `own_link`, over `link` either way."""
+        if not self.nodes:  # nothing left to join: the first new machine is the one the others cable to
+            alone = self.model_copy(update={"nodes": (new[0],), "links": ()})
+            return alone.joined(tuple(new[1:]), link, own_link=own_link) if len(new) > 1 else alone
         shared = next((x for x in self.links if x.b is None), None)
         extra = tuple(NetworkLink(a=n.name, b=self.nodes[0].name, link=link) if shared is None else
                       NetworkLink(a=n.name, b=None, link=link, count=1) if own_link else

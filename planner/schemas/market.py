@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from planner.schemas.hardware import Price
+from planner.schemas.hardware import Price, check_price_date
 from planner.schemas.inventory import Node
 
 TemplateKind = Literal["server", "workstation", "desktop", "cloud"]
@@ -31,6 +31,11 @@ class HourlyPrice(_File):
     date: str = Field(pattern=r"^\d{4}(-\d{2}(-\d{2})?)?$", description="When the price was seen (YYYY-MM-DD, YYYY-MM or YYYY).")
     source: str = Field(min_length=4, description="Where the price was seen.")
 
+    _date = field_validator("date")(check_price_date)
+
+
+MAX_TEMPLATE_DEVICES = 72  # the largest machine sold as one (an NVL72 rack is one NVLink domain)
+
 
 class MachineTemplate(_File):
     """A machine one can buy or rent: its devices (the --gpus syntax), its links and its price."""
@@ -47,6 +52,14 @@ class MachineTemplate(_File):
     hourly: HourlyPrice | None = Field(None, description="Cloud rental price of the whole machine.")
     power_w: float | None = Field(None, gt=0, le=1e6, description="Power of the whole machine, W (default: its devices' rated power).")
     power_source: str | None = Field(None, min_length=4, description="Where power_w comes from.")
+
+    @model_validator(mode="after")
+    def _check_prices(self) -> MachineTemplate:
+        if self.kind == "cloud" and (self.price is not None or self.host is not None):
+            raise ValueError("a cloud template is rented: give hourly, not price or host")
+        if self.kind != "cloud" and self.hourly is not None:
+            raise ValueError(f"hourly is a cloud instance's price; this template is kind {self.kind} (use kind: cloud)")
+        return self
 
 
 class MarketFile(_File):

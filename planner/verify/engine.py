@@ -13,11 +13,7 @@ from planner.schemas.plan import ServePlan, TrainPlan
 
 
 def _covered(spec: HardwareSpec, where: tuple[Where, ...]) -> bool:
-    for w in where:
-        if spec.vendor == w.vendor and spec.kind in w.kinds and (
-                w.min_compute_capability is None or (spec.capability or 0) >= w.min_compute_capability):
-            return True
-    return False
+    return any(w.covers(spec) for w in where)
 
 
 def _device_problems(engine: EngineProfile, devices: list[Device], families: list[str], kv_family: str | None) -> list[str]:
