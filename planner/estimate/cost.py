@@ -29,7 +29,7 @@ def estimate_purchase_usd(template: MachineTemplate, devices: list[HardwareSpec]
     if any(d.price is None for d in devices) or not devices:
         return None, (), ()
     total = sum(d.price.usd for d in devices)  # type: ignore[union-attr]
-    parts = [f"{len(devices)} devices {total:,.0f} USD"]
+    parts = [f"{len(devices)} device{'s' if len(devices) > 1 else ''} {total:,.0f} USD"]
     dates = [d.price.date for d in devices]  # type: ignore[union-attr]
     if template.host is not None:
         total += template.host.usd
