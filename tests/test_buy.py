@@ -59,7 +59,7 @@ def test_a_mix_of_templates_when_no_template_alone_suffices():
     assert best["verified"] and best["plan"]["inventory"]["devices"] == 2
     assert data["proof"]["status"] == "proven cheapest"
     reasons = {e["template"]: e["reason"] for e in data["excluded"]}
-    assert "do not hold 7 users" in reasons["single-3090"]
+    assert "serve fewer than 7 users" in reasons["single-3090"]
 
 
 def test_unpriced_and_rented_templates_are_left_out_with_a_reason():

@@ -69,6 +69,8 @@ def _check_answer_files(args: Any) -> None:
         from planner.report.pictures import INSTALL_HINT, pictures_available
 
         check_path_length(args.pictures, field="--pictures")
+        if os.path.exists(args.pictures) and not os.path.isdir(args.pictures):
+            raise InputError(f"{args.pictures} is a file, not a folder for the pictures", field="--pictures")
         if not pictures_available():
             raise InputError(INSTALL_HINT, field="--pictures")
 
@@ -280,6 +282,7 @@ def whatif(ctx: click.Context, **params: Any) -> int:
 
         check_writable(args.output)
     _check_answer_files(args)
+    inventory = None
     if args.buying:
         from planner.commands.buy import run_buy, to_buy_text
 
@@ -288,6 +291,11 @@ def whatif(ctx: click.Context, **params: Any) -> int:
         best = next((r for r in data["configurations"] if r["verified"]), None)
         plan = best["plan"] if best else None
         label = f"the cheapest verified answer: {best['configuration']} ({best['weights']})" if best else None
+        if best is not None and (args.report or args.pictures):
+            from planner.commands.buy import build_answer_cluster
+            from planner.report.inventory import to_inventory_dict
+
+            inventory = to_inventory_dict(build_answer_cluster(best))
     else:
         plans: list[dict[str, Any]] = []
         data, code = run_whatif(args, plans=plans, progress=_progress())
@@ -297,7 +305,7 @@ def whatif(ctx: click.Context, **params: Any) -> int:
         label = f"scenario '{row['scenario']}', weights {row['weights']}" if row else None
     _emit(data, args.fmt, text)
     if args.report or args.pictures:
-        _write_answer_files(args, kind, data, plan, plan_label=label)
+        _write_answer_files(args, kind, data, plan, inventory if kind == "buy" and plan is not None else None, plan_label=label)
     if args.output:
         from planner.loaders.files import write_text
 

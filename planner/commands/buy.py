@@ -190,7 +190,7 @@ def _search_alone(args: DeployArgs, option: _Option, users: int, best: float, ma
             return
         rejections = offer.candidates.rejections
         option.why_not = (rejections[0].reason if rejections and not offer.candidates.recipes else
-                          f"{machines} machine(s) do not hold {users:,} users")
+                          f"{machines} machine(s) serve fewer than {users:,} users at the targets")
         one_user = [r for r in rejections if r.layout.endswith(" for 1 user(s)")]
         if not offer.candidates.recipes and one_user and all(is_speed_rejection(r.reason) for r in one_user):
             # Even one user is too slow on every layout that fits: more machines only add pipeline
@@ -256,12 +256,24 @@ def _row(parts: list[tuple[_Option, int]], choice: MarketChoice, checked: dict[s
     return {
         "configuration": " + ".join(f"{n} of {o.template.id}" for o, n in parts),
         "templates": [{"id": o.template.id, "name": o.template.name, "kind": o.template.kind, "machines": n,
-                       "devices": o.template.devices, "machine_cost": round(o.cost.usd or 0.0, 4),
-                       "cost_parts": list(o.cost.parts)} for o, n in parts],
+                       "devices": o.template.devices, "interconnect": o.template.interconnect, "network": o.template.network,
+                       "machine_cost": round(o.cost.usd or 0.0, 4), "cost_parts": list(o.cost.parts)} for o, n in parts],
         "machines": sum(n for _, n in parts), "devices": sum(n * len(template_devices(o.template)) for o, n in parts),
         "cost": round(cost, 4), "solver": choice.status.value, **{k: v for k, v in checked.items() if k != "plan"},
         "plan": checked["plan"],
     }
+
+
+def build_answer_cluster(row: dict[str, Any]) -> Cluster:
+    """The machines of one answer (a row of the report), as its plan was made on them."""
+    parts = row["templates"]
+    if len(parts) == 1:
+        t = parts[0]
+        if t["machines"] == 1:
+            return build_shorthand_cluster(gpus=t["devices"], interconnect=t["interconnect"])
+        return build_shorthand_cluster(nodes=f"{t['machines']}x({t['devices']})", interconnect=t["interconnect"],
+                                       network=t["network"])
+    return build_shorthand_cluster(nodes="+".join(f"{t['machines']}x({t['devices']})" for t in parts))
 
 
 def mark_pareto_front(rows: list[dict[str, Any]]) -> None:
@@ -285,6 +297,8 @@ def run_buy(args: Any, *, progress: Progress | None = None, today: datetime.date
     inputs = CostInputs(basis=args.cost, years=args.years, usd_per_kwh=args.usd_per_kwh, utilization=args.utilization)
     if args.cost == "tco" and args.usd_per_kwh is None:
         raise InputError("--cost tco needs --usd-per-kwh (the electricity price)", field="--usd-per-kwh")
+    if args.cost != "tco" and args.usd_per_kwh is not None:
+        raise InputError("--usd-per-kwh is for --cost tco (purchase and hourly costs have no electricity)", field="--usd-per-kwh")
     templates = select_templates(load_market_file(args.market) if args.market else load_market_catalog(), args.templates)
     weights_list = [w.strip() for w in args.weights.split(",")] if args.weights else [None]
     if any(w == "" for w in weights_list):
@@ -428,7 +442,7 @@ def to_buy_text(data: dict[str, Any]) -> str:
                  f"{cost['utilization']:g} of rated power, {cost['hours_per_year']:,.0f} h a year; rent for every hour)")
     else:
         basis = {"purchase": "purchase price", "hourly": "on-demand rent per hour"}[cost["basis"]]
-    lines = [f"Cheapest machines for {data['model']}, {data['users']:,} users"
+    lines = [f"Cheapest machines for {data['model']}, {data['users']:,} user{'s' if data['users'] != 1 else ''}"
              + "".join(f", {k.replace('_', ' ')} {v:g}" for k, v in data["targets"].items() if v is not None and k != "context")
              + f"; cost: {basis} ({cost['unit']})"]
     lines += data["notes"]
@@ -464,7 +478,9 @@ def to_buy_text(data: dict[str, Any]) -> str:
     other_basis = [e for e in data["excluded"] if e["reason"] in ("rented, not bought", "not rented by the hour")]
     if other_basis:
         what = "cloud instances, rented by the hour" if cost["basis"] == "purchase" else "machines for sale, not rented"
-        lines.append(f"Left out: {len(other_basis)} {what} (--cost tco compares buying with renting).")
+        count = len({e["template"].split(" (")[0] for e in other_basis})
+        lines.append(f"Left out: {count} {what if count != 1 else what.replace('instances', 'instance').replace('machines', 'machine')} "
+                     f"(--cost tco compares buying with renting).")
     skipped = [e for e in data["excluded"] if e["reason"] and e not in other_basis]
     if skipped:
         lines.append(f"Not chosen ({len(skipped)}): " + "; ".join(f"{e['template']}: {e['reason']}" for e in skipped[:6])

@@ -25,7 +25,7 @@ class MachineCost:
 def estimate_purchase_usd(template: MachineTemplate, devices: list[HardwareSpec]) -> tuple[float | None, tuple[str, ...], tuple[str, ...]]:
     """The machine's purchase price: its own, else its devices' catalog prices plus its host's."""
     if template.price is not None:
-        return template.price.usd, (f"{template.price.usd:,.0f} USD list",), (template.price.date,)
+        return template.price.usd, (f"{template.price.usd:,.0f} USD for the machine ({template.price.date})",), (template.price.date,)
     if any(d.price is None for d in devices) or not devices:
         return None, (), ()
     total = sum(d.price.usd for d in devices)  # type: ignore[union-attr]

@@ -13,6 +13,7 @@ import importlib.util
 import io
 import math
 import sys
+import textwrap
 from collections.abc import Callable
 from typing import Any
 
@@ -61,6 +62,11 @@ def _render(draw: Callable[[Any], None], size_in: tuple[float, float], fmt: str,
         metadata = dict(METADATA[fmt], Title=title) if fmt == "svg" else METADATA[fmt]
         fig.savefig(out, format=fmt, metadata=metadata)
     return out.getvalue()
+
+
+def _wrap(title: str, width: int = 80) -> str:
+    """A title broken into lines that fit the picture."""
+    return textwrap.fill(title, width=width, break_on_hyphens=False)
 
 
 def _message(fig: Any, text: str) -> None:
@@ -145,7 +151,7 @@ def build_memory_figure(plan: dict[str, Any], fmt: str) -> bytes:
         ax.set_ylim(len(shown) - 0.5, -0.5)
         ax.set_xlim(0, max(to_gib(sum(s for _, s in b["segments"])) for b in shown) * 1.18)
         ax.set_xlabel("GiB (2^30 bytes): used / capacity")
-        ax.set_title(title, fontsize=10, loc="left")
+        ax.set_title(_wrap(title), fontsize=10, loc="left")
         order = [p for p in list(COLOURS) if p in parts_seen]
         handles = [_patch(COLOURS[p], "#999999" if p == "free" else "white") for p in order]
         fig.legend(handles, order, loc="outside lower center", ncols=len(order), frameon=False, fontsize=8)
@@ -257,7 +263,7 @@ def build_topology_figure(plan: dict[str, Any], inventory: dict[str, Any] | None
         ax.set_xlim(x0, x1)
         ax.set_ylim(y0, y1)
         ax.set_aspect("equal")
-        ax.set_title(title, loc="left", fontsize=10)
+        ax.set_title(_wrap(title, 70), loc="left", fontsize=10)
         font = max(9 * scale, 3.5)
         for link in direct:
             (ax_, ay), (bx, by) = centres[link["a"]], centres[link["b"]]
@@ -373,8 +379,11 @@ def build_pareto_figure(points: list[dict[str, Any]], fmt: str) -> bytes:
         if min(costs) > 0 and max(costs) / min(costs) > 50:
             ax.set_xscale("log")
         ax.set_xlabel("cost (USD)")
+        from matplotlib.ticker import FuncFormatter
+
+        ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:,.0f}"))
         ax.set_ylabel("tokens/s in all")
-        ax.set_title(title + ("" if front else " (no point is marked as on the front)"), fontsize=10, loc="left")
+        ax.set_title(_wrap(title + ("" if front else " (no point is marked as on the front)")), fontsize=10, loc="left")
         ax.grid(True, color="#e5e5e5", zorder=0)
         fig.colorbar(dots, ax=ax, label="tokens/s per user").solids.set_alpha(1)
 
@@ -439,7 +448,7 @@ def build_sweep_figure(sweep: dict[str, Any], fmt: str) -> bytes:
         ax.set_yticks(range(len(users)), [f"{u:,}" for u in users], fontsize=8)
         ax.set_xlabel("context (tokens per user)")
         ax.set_ylabel("users")
-        ax.set_title(title + " (\u2717: does not fit)", fontsize=10, loc="left")
+        ax.set_title(_wrap(title + " (\u2717: does not fit)", 60), fontsize=10, loc="left")
         if values.size:
             fig.colorbar(image, ax=ax, label="tokens/s per user")
 
