@@ -36,6 +36,7 @@ from planner.estimate.cost import (
 from planner.estimate.kv_cache import estimate_kv_cache_bytes
 from planner.estimate.weights import estimate_weight_bytes
 from planner.loaders.formats import resolve_weight_format
+from planner.loaders.links import find_link
 from planner.loaders.market import load_market_catalog, load_market_file
 from planner.loaders.shorthand import build_shorthand_cluster
 from planner.schemas.inventory import Cluster
@@ -153,10 +154,23 @@ def _offer(args: DeployArgs, option: _Option, machines: int, users: int, deadlin
     return Offer(option.key, candidates, machines, option.cost.usd or 0.0)
 
 
+def _shards_over_machines(template: MachineTemplate) -> bool:
+    """Machines of this template are joined over a link fit for tensor parallelism (Thunderbolt 5
+    with RDMA), so an engine that shards tensors over machines may make one user faster with more."""
+    if template.network is None:
+        return False
+    try:
+        return find_link(template.network, scope="network").tensor_parallel_ok
+    except PlannerError:
+        return False
+
+
 def _too_slow_for_anyone(args: DeployArgs, option: _Option, machines: int, deadline: float) -> bool:
     """A quick probe: one user alone on `machines` machines. When every layout that holds the
     model misses the speed targets even then, no count of this template can meet them (more
     users per replica are slower, and more machines only add pipeline stages)."""
+    if _shards_over_machines(option.template):
+        machines = max(machines, option.template.max_machines or machines)  # more machines can speed a user here
     probe = _offer(args, option, machines, 1, deadline, replicas_elsewhere=False)
     if probe.candidates.recipes:
         return False
@@ -166,6 +180,12 @@ def _too_slow_for_anyone(args: DeployArgs, option: _Option, machines: int, deadl
         option.why_not = f"too slow even for one user: {next(r.reason for r in rejections if r.layout.endswith(' for 1 user(s)'))}"
         return True
     return False
+
+
+def _limit(option: _Option, args: Any) -> int:
+    """The most machines of the option's template a purchase may take: --max-machines, or fewer
+    where the template says so (a Thunderbolt mesh)."""
+    return min(args.max_machines, option.template.max_machines or args.max_machines)
 
 
 def _search_alone(args: DeployArgs, option: _Option, users: int, best: float, max_machines: int, deadline: float) -> None:
@@ -192,7 +212,8 @@ def _search_alone(args: DeployArgs, option: _Option, users: int, best: float, ma
         option.why_not = (rejections[0].reason if rejections and not offer.candidates.recipes else
                           f"{machines} machine(s) serve fewer than {users:,} users at the targets")
         one_user = [r for r in rejections if r.layout.endswith(" for 1 user(s)")]
-        if not offer.candidates.recipes and one_user and all(is_speed_rejection(r.reason) for r in one_user):
+        if (not offer.candidates.recipes and one_user and all(is_speed_rejection(r.reason) for r in one_user)
+                and not _shards_over_machines(option.template)):
             # Even one user is too slow on every layout that fits: more machines only add pipeline
             # stages, which make no user faster.
             option.why_not = f"too slow: {one_user[0].reason}"
@@ -323,7 +344,7 @@ def run_buy(args: Any, *, progress: Progress | None = None, today: datetime.date
         if time.perf_counter() > search_deadline:
             option.why_not = "not searched: the time limit came first"
             continue
-        _search_alone(plan_args, option, users, best if prune else math.inf, args.max_machines, search_deadline)
+        _search_alone(plan_args, option, users, best if prune else math.inf, _limit(option, args), search_deadline)
         if option.alone is not None and option.alone.cost_usd is not None:
             best = min(best, option.alone.cost_usd)
         say(f"[{k}/{len(priced)}] {option.key}: " + (f"{sum(option.alone.bought.values())} machine(s), {option.alone.cost_usd:,.2f}"
@@ -342,7 +363,7 @@ def run_buy(args: Any, *, progress: Progress | None = None, today: datetime.date
                 if option.built is not None and option.alone is None and option.why_not and "not less than" not in option.why_not:
                     continue  # searched already: no answer alone
                 option.why_not = None
-                _search_alone(plan_args, option, users, kind_best, args.max_machines, search_deadline)
+                _search_alone(plan_args, option, users, kind_best, _limit(option, args), search_deadline)
                 if option.alone is not None and option.alone.cost_usd is not None:
                     kind_best = option.alone.cost_usd
                     say(f"cheapest {kind}: {option.key}, {option.alone.cost_usd:,.2f}")

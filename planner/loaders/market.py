@@ -20,6 +20,9 @@ from planner.schemas.hardware import HardwareSpec, Price
 from planner.schemas.market import MAX_TEMPLATE_DEVICES, MAX_TEMPLATES, MachineTemplate
 
 PCIE_CARD_COUNTS = (1, 2, 4)  # cards per generated PCIe machine
+# Macs joined over Thunderbolt 5: a full mesh of four, as the RDMA clusters measured with exo were
+# cabled (Jeff Geerling's four Mac Studios, 2025-12; exo's four-node tensor-parallel benchmarks).
+THUNDERBOLT_MESH_MACHINES = 4
 
 
 def _check_template(template: MachineTemplate, located: Located, path: tuple) -> None:
@@ -78,7 +81,11 @@ def _generated(located: Located, taken: set[str]) -> list[MachineTemplate]:
             continue
         if spec.unified_memory:
             if spec.id not in taken:
-                out.append(MachineTemplate(id=spec.id, name=spec.name, kind="desktop", devices=f"1x{spec.id}"))
+                # Thunderbolt 5 Macs are cabled in a mesh with RDMA, so they may shard tensors over machines.
+                rdma = (spec.thunderbolt_generation or 0) >= 5
+                out.append(MachineTemplate(id=spec.id, name=spec.name, kind="desktop", devices=f"1x{spec.id}",
+                                           network="thunderbolt-5" if rdma else None,
+                                           max_machines=THUNDERBOLT_MESH_MACHINES if rdma else None))
         elif _is_pcie_card(spec):
             for cards in PCIE_CARD_COUNTS:
                 template_id = f"{cards}x-{spec.id}"

@@ -6,8 +6,9 @@
 Machines are named n1, n2, ... in order. Inside a machine the devices talk over NVSwitch when they
 are identical SXM parts (NVLink of 300 GB/s or more, not a PCIe or NVL card), unified memory on a
 Mac, PCIe of the devices' generation otherwise; machines talk over InfiniBand NDR when they are
-NVSwitch machines, 10 Gb Ethernet otherwise. --interconnect and --network override both, and the
-plan's inventory name spells out what was assumed."""
+NVSwitch machines, 10 Gb Ethernet otherwise. --interconnect and --network override both (a
+Thunderbolt network is a mesh, every machine cabled to every other), and the plan's inventory name
+spells out what was assumed."""
 
 from __future__ import annotations
 
@@ -98,7 +99,11 @@ def build_shorthand_cluster(*, gpus: str | None = None, nodes: str | None = None
     inside = sorted({e["interconnect"] for e in entries})
     label = f"{option} {text} ({', '.join(inside)} inside{f', {network} between machines' if len(entries) > 1 else ''})"
     data = {"name": "shorthand", "description": label, "nodes": entries}
-    if len(entries) > 1:
+    if len(entries) > 1 and network.startswith("thunderbolt"):
+        # Thunderbolt has no switch: every machine cabled to every other (a mesh, as exo's clusters are).
+        names = [e["name"] for e in entries]
+        data["network"] = {"links": [{"between": [a, b], "type": network} for i, a in enumerate(names) for b in names[i + 1:]]}
+    elif len(entries) > 1:
         data["network"] = network
     try:
         cluster = build_cluster(parse_yaml_text(yaml.safe_dump(data, sort_keys=False), option))

@@ -60,6 +60,8 @@ class HardwareSpec(_Frozen):
         1.0, gt=0, le=1, description="Share of memory the GPU may use by default (macOS wires about 2/3 to 3/4)."
     )
     nvlink_generation: int | None = Field(None, ge=1, description="NVLink generation, if the device has NVLink.")
+    thunderbolt_generation: int | None = Field(
+        None, ge=3, le=5, description="Thunderbolt generation of the machine's ports (Apple Silicon): 5 carries RDMA (macOS 26.2+).")
     nvlink_bandwidth_gb_s: float | None = Field(None, gt=0, description="Total NVLink bandwidth per device, GB/s (both directions).")
     pcie_generation: int | None = Field(None, ge=3, le=6, description="PCIe generation of the host link.")
     pcie_lanes: int | None = Field(None, ge=1, le=16, description="PCIe lanes of the host link.")

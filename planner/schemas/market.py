@@ -52,6 +52,8 @@ class MachineTemplate(_File):
     hourly: HourlyPrice | None = Field(None, description="Cloud rental price of the whole machine.")
     power_w: float | None = Field(None, gt=0, le=1e6, description="Power of the whole machine, W (default: its devices' rated power).")
     power_source: str | None = Field(None, min_length=4, description="Where power_w comes from.")
+    max_machines: int | None = Field(None, ge=1, le=64, description="The most machines of this template that can be "
+                                                                     "joined (a Thunderbolt mesh: as its ports allow).")
 
     @model_validator(mode="after")
     def _check_prices(self) -> MachineTemplate:
