@@ -213,3 +213,13 @@ def test_replacing_the_only_machine_by_removing_and_adding(runner):
     assert result.exit_code == 0, result.output
     changed = json.loads(result.output)["scenarios"][1]
     assert changed["machines"] == 1 and changed["devices"] == 2 and changed["fits"]
+
+
+def test_macs_with_thunderbolt_5_are_bought_as_a_tensor_parallel_mesh():
+    data, code = buy(users=1, model="llama-3.1-70b", weights="mlx-4bit", market=None, templates=("m3-ultra-60c-96gb",))
+    assert code == 0
+    best = data["configurations"][0]
+    assert best["configuration"] == "4 of m3-ultra-60c-96gb" and best["verified"]
+    (stage,) = best["plan"]["replicas"][0]["stages"]
+    assert stage["tensor_parallel_size"] == 4 and len({d["node"] for d in stage["devices"]}) == 4
+    assert best["tokens_per_s_per_user"] >= 20
