@@ -4,8 +4,9 @@
   --nodes 2x(8xh100-sxm)+(4xl40s)     machines: a count, then the devices of each in brackets
 
 Machines are named n1, n2, ... in order. Inside a machine the devices talk over NVSwitch when they
-are identical SXM parts (NVLink of 300 GB/s or more, not a PCIe or NVL card), unified memory on a
-Mac, PCIe of the devices' generation otherwise; machines talk over InfiniBand NDR when they are
+are identical SXM parts (NVLink of 300 GB/s or more, not a PCIe or NVL card), Infinity Fabric when
+they are identical AMD Instinct (CDNA) modules, unified memory on a Mac, PCIe of the devices'
+generation otherwise; machines talk over InfiniBand NDR when they are
 NVSwitch machines, 10 Gb Ethernet otherwise. --interconnect and --network override both (a
 Thunderbolt network is a mesh, every machine cabled to every other), and the plan's inventory name
 spells out what was assumed."""
@@ -60,6 +61,8 @@ def _interconnect(items: list[tuple[int, HardwareSpec]]) -> str:
         sxm = (spec.nvlink_bandwidth_gb_s or 0) >= 300 and "pcie" not in spec.id and "nvl" not in spec.id
         if sxm and sum(n for n, _ in items) > 1:
             return "nvswitch"
+        if spec.vendor == "amd" and (spec.gfx_target or "").startswith("gfx9") and sum(n for n, _ in items) > 1:
+            return "infinity-fabric"  # CDNA Instinct parts are OAM modules on an xGMI platform
     generation = min((s.pcie_generation or 4 for s in specs.values()), default=4)
     return f"pcie-{min(max(generation, 3), 5)}"
 
