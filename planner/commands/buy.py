@@ -21,7 +21,7 @@ import fnmatch
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from planner.candidates.recipes import is_speed_rejection
@@ -58,10 +58,12 @@ class _Option:
     template: MachineTemplate
     weights: str | None
     cost: MachineCost
-    machines_low: int  # fewest machines memory allows
+    machines_low: int  # fewest machines memory allows for everyone
+    machines_one: int = 1  # fewest machines that hold one copy of the weights (a share of the users, in a mix)
     built: Offer | None = None  # layouts on the most machines tried
     alone: MarketChoice | None = None  # its cheapest answer by itself
     why_not: str | None = None
+    cut_short: bool = False  # the time limit or a layout search cut short its search
 
     @property
     def key(self) -> str:
@@ -101,7 +103,10 @@ def select_templates(templates: tuple[MachineTemplate, ...], patterns: tuple[str
         if pattern in keep:
             chosen += [t for t in matched if t not in chosen]
     dropped = {t.id for p in drop for t in templates if fnmatch.fnmatchcase(t.id, p)}
-    return [t for t in chosen if t.id not in dropped]
+    out = [t for t in chosen if t.id not in dropped]
+    if not out:
+        raise InputError(f"--template {', '.join(items)} leaves no template", field="--template")
+    return out
 
 
 def _users_for(args: DeployArgs) -> tuple[int, list[str]]:
@@ -123,7 +128,7 @@ def _users_for(args: DeployArgs) -> tuple[int, list[str]]:
 
 
 def _option(args: DeployArgs, template: MachineTemplate, weights: str | None, inputs: CostInputs, users: int,
-            seen: dict[tuple, int | str]) -> _Option:
+            seen: dict[tuple, tuple[int, int] | str]) -> _Option:
     devices = template_devices(template)
     option = _Option(template, weights, estimate_machine_cost(template, devices, inputs), 1)
     if option.cost.usd is None:
@@ -134,16 +139,17 @@ def _option(args: DeployArgs, template: MachineTemplate, weights: str | None, in
     if key not in seen:
         try:
             setup = prepare_serving(args.model_copy(update={"weights": weights}), machine_cluster(template, 1))
-            need = estimate_weight_bytes(setup.model, setup.mix).total_bytes + estimate_kv_cache_bytes(
-                setup.model, setup.mix.kv_cache_dtype, context=setup.context, users=users)
+            weights = estimate_weight_bytes(setup.model, setup.mix).total_bytes
+            need = weights + estimate_kv_cache_bytes(setup.model, setup.mix.kv_cache_dtype, context=setup.context, users=users)
             usable = sum(max(0, d.usable_bytes) for d in setup.cluster.devices)
-            seen[key] = max(1, math.ceil(need / usable)) if usable > 0 else 10**9
+            seen[key] = ((max(1, math.ceil(need / usable)), max(1, math.ceil(weights / usable))) if usable > 0
+                         else (10**9, 10**9))
         except PlannerError as err:
             seen[key] = getattr(err, "detail", str(err))
     if isinstance(seen[key], str):
         option.why_not = str(seen[key])
     else:
-        option.machines_low = int(seen[key])
+        option.machines_low, option.machines_one = seen[key]  # type: ignore[misc]
     return option
 
 
@@ -194,15 +200,20 @@ def _search_alone(args: DeployArgs, option: _Option, users: int, best: float, ma
     if machines > max_machines:
         option.why_not = f"its memory needs at least {machines} machines, more than --max-machines {max_machines}"
         return
-    if _too_slow_for_anyone(args, option, machines, deadline):
+    if _too_slow_for_anyone(args, option, max_machines if _shards_over_machines(option.template) else machines, deadline):
         return
-    while machines <= max_machines and time.perf_counter() < deadline:
-        if (option.cost.usd or 0.0) * machines >= best:
+    price = option.cost.usd or 0.0
+    while machines <= max_machines:
+        if time.perf_counter() >= deadline:
+            option.cut_short = True
+            return
+        if price * machines >= best:
             option.why_not = (f"{option.why_not}; " if option.why_not else "") + (
-                f"{machines} machines would cost {(option.cost.usd or 0.0) * machines:,.0f}, not less than {best:,.0f}")
+                f"{machines} machines would cost {price * machines:,.0f}, not less than {best:,.0f}")
             return
         offer = _offer(args, option, machines, users, deadline)
         option.built = offer
+        option.cut_short = option.cut_short or offer.candidates.stopped_early
         choice = solve_market([offer], users, time_limit_s=max(0.1, deadline - time.perf_counter()))
         if choice.status in FOUND:
             option.alone = choice
@@ -220,7 +231,10 @@ def _search_alone(args: DeployArgs, option: _Option, users: int, best: float, ma
             return
         if machines == max_machines:
             return
-        machines = min(max_machines, machines * 2)
+        # Double, but never past the largest count still cheaper than the best answer so far.
+        cheaper = math.ceil(best / price) - 1 if price > 0 and math.isfinite(best) else max_machines
+        step = min(max_machines, machines * 2, max(cheaper, machines + 1))
+        machines = step
 
 
 def _fewest_for_rate(args: DeployArgs, rate: float, parts: list[tuple[_Option, int]], time_limit: float) -> list[tuple[_Option, int]]:
@@ -231,26 +245,28 @@ def _fewest_for_rate(args: DeployArgs, rate: float, parts: list[tuple[_Option, i
     if len(parts) != 1:
         return parts
     option, machines = parts[0]
-    while machines > 1:
-        trial = _deploy(args.model_copy(update={"request_rate": rate, "explicit": args.explicit - {"users"}}),
-                        [(option, machines - 1)], time_limit)
-        if trial.exit_code != 0 or (trial.plan.performance.requests_per_s or 0.0) < rate * 0.999:
-            break
-        machines -= 1
-    return [(option, machines)]
+    rate_args = args.model_copy(update={"request_rate": rate, "explicit": args.explicit - {"users"}})
+
+    def sustains(count: int) -> bool:
+        trial = _deploy(rate_args, [(option, count)], time_limit)
+        return trial.exit_code == 0 and (trial.plan.performance.requests_per_s or 0.0) >= rate * 0.999
+
+    low, high = 0, machines  # low fails (or is none), high is the answer so far
+    while high - low > 1:
+        middle = (low + high) // 2
+        if sustains(middle):
+            high = middle
+        else:
+            low = middle
+    return [(option, high)]
 
 
 def _deploy(args: DeployArgs, parts: list[tuple[_Option, int]], time_limit: float) -> Any:
-    if len(parts) == 1:
-        option, machines = parts[0]
-        cluster = machine_cluster(option.template, machines)
-        weights = option.weights
-    else:
-        groups = "+".join(f"{n}x({o.template.devices})" for o, n in parts)
-        cluster = build_shorthand_cluster(nodes=groups)
-        weights = parts[0][0].weights
-    return run_deploy(args.model_copy(update={"weights": weights, "time_limit": max(time_limit, 0.5), "objective": "throughput"}),
-                      cluster=cluster)
+    cluster = build_answer_cluster({"templates": [{"machines": n, "devices": o.template.devices, "interconnect": o.template.interconnect,
+                                                   "network": o.template.network} for o, n in parts]})
+    return run_deploy(args.model_copy(update={"weights": parts[0][0].weights, "time_limit": max(time_limit, 0.5),
+                                              "objective": "throughput"}),
+                      cluster=cluster, replicas_elsewhere=len(parts) > 1)
 
 
 def _verify(args: DeployArgs, parts: list[tuple[_Option, int]], time_limit: float) -> dict[str, Any]:
@@ -294,7 +310,12 @@ def build_answer_cluster(row: dict[str, Any]) -> Cluster:
             return build_shorthand_cluster(gpus=t["devices"], interconnect=t["interconnect"])
         return build_shorthand_cluster(nodes=f"{t['machines']}x({t['devices']})", interconnect=t["interconnect"],
                                        network=t["network"])
-    return build_shorthand_cluster(nodes="+".join(f"{t['machines']}x({t['devices']})" for t in parts))
+    # A mix: each template's machines as a group; their links in common where they share them.
+    interconnects = {t["interconnect"] for t in parts}
+    networks = {t["network"] for t in parts}
+    return build_shorthand_cluster(nodes="+".join(f"{t['machines']}x({t['devices']})" for t in parts),
+                                   interconnect=interconnects.pop() if len(interconnects) == 1 else None,
+                                   network=networks.pop() if len(networks) == 1 else None)
 
 
 def mark_pareto_front(rows: list[dict[str, Any]]) -> None:
@@ -327,9 +348,10 @@ def run_buy(args: Any, *, progress: Progress | None = None, today: datetime.date
     for name in weights_list:
         if name is not None and name != "checkpoint":
             resolve_weight_format(name)  # a typo is exit 2 with the nearest name, not a template left out
+    weights_list = list(dict.fromkeys(weights_list))  # each format once
     users, notes = _users_for(args)
     plan_args = args.model_copy(update={"request_rate": None, "users": users, "explicit": args.explicit - {"request_rate"}})
-    seen: dict[tuple, int | str] = {}
+    seen: dict[tuple, tuple[int, int] | str] = {}
     options = [_option(plan_args, t, w, inputs, users, seen) for w in weights_list for t in templates]
     priced = sorted((o for o in options if o.why_not is None), key=lambda o: (o.bound_usd, o.key))
     say(f"{len(priced)} of {len(options)} templates priced and able to run the request; searching cheapest first")
@@ -367,7 +389,22 @@ def run_buy(args: Any, *, progress: Progress | None = None, today: datetime.date
                 if option.alone is not None and option.alone.cost_usd is not None:
                     kind_best = option.alone.cost_usd
                     say(f"cheapest {kind}: {option.key}, {option.alone.cost_usd:,.2f}")
-    cut_short = any(o.why_not == "not searched: the time limit came first" for o in priced)
+    cut_short = any(o.why_not == "not searched: the time limit came first" or o.cut_short for o in priced)
+    # A template not searched alone (its bound for everyone was too high) may still serve a share
+    # of the users in a mix: build it at the most machines that could still be cheaper than the best.
+    for option in priced:
+        limit = _limit(option, args)
+        price = option.cost.usd or 0.0
+        if option.built is not None or option.alone is not None or (option.why_not or "").startswith("too slow"):
+            continue
+        count = limit if not math.isfinite(best) else min(limit, math.ceil(best / price) - 1 if price > 0 else limit)
+        if count < option.machines_one or price * option.machines_one >= best:
+            continue
+        if time.perf_counter() > search_deadline:
+            option.cut_short = True
+            continue
+        option.built = _offer(plan_args, option, count, users, search_deadline)
+        option.cut_short = option.cut_short or option.built.candidates.stopped_early
     # The joint model: every template that could still be part of something cheaper than the best.
     pool = []
     for option in priced:
@@ -381,8 +418,18 @@ def run_buy(args: Any, *, progress: Progress | None = None, today: datetime.date
             limit = min(limit, int(best / price + 1e-9))
         if limit > 0:
             pool.append((option, Offer(option.key, option.built.candidates, limit, price)))
-    say(f"joint model over {len(pool)} template(s)")
-    joint = solve_market([o for _, o in pool], users, time_limit_s=max(0.5, deadline - time.perf_counter() - 0.2 * args.time_limit))
+    # One joint model per weight format: a replica's machines all run one format, and the answer is re-planned in it.
+    formats = list(dict.fromkeys(option.weights for option, _ in pool)) or [None]
+    say(f"joint model over {len(pool)} template(s), {len(formats)} weight format(s)")
+    joints = []
+    for weights in formats:
+        share = max(0.5, (deadline - time.perf_counter() - 0.2 * args.time_limit) / len(formats))
+        joints.append(solve_market([o for option, o in pool if option.weights == weights], users, time_limit_s=share))
+    found_joints = [j for j in joints if j.status in FOUND]
+    joint = min(found_joints, key=lambda j: (j.cost_usd, sorted(j.bought.items()))) if found_joints else (
+        joints[0] if joints else solve_market([], users))
+    if found_joints and not all(j.status in (SolveStatus.OPTIMAL, SolveStatus.INFEASIBLE) for j in joints):
+        joint = replace(joint, status=SolveStatus.FEASIBLE)  # a format's model was not solved to the end
     by_key = {o.key: o for o in options}
     rows: list[dict[str, Any]] = []
     # A fixed time per plan (not what happens to be left), so the plans, which record it, are the same every run.
@@ -412,10 +459,14 @@ def run_buy(args: Any, *, progress: Progress | None = None, today: datetime.date
         rows.append(_row(parts, option.alone, result))
     rows.sort(key=lambda r: (not r["verified"], r["cost"], r["configuration"]))
     mark_pareto_front(rows)
-    excluded = [{"template": o.key, "reason": o.why_not} for o in options if o.alone is None and o.why_not]
+    excluded = [{"template": o.key, "reason": o.why_not} for o in options
+                if o.alone is None and o.why_not and o.key not in joint.bought]
     shown = {t["id"] for r in rows for t in r["templates"]}
     dates = sorted({d for o in options if o.template.id in shown and o.cost.usd is not None for d in o.cost.dates})
     proof = _proof(joint, best, cut_short, args.max_machines)
+    if winner is not None and not winner["verified"]:
+        proof = {**proof, "status": "cheapest by the purchase model, but plan deploy could not re-plan it on those machines "
+                                    "(the verified rows below are the answers)", "gap": None}
     unit = "USD per hour" if args.cost == "hourly" else "USD"
     report = {
         "kind": "buy", "model": args.model, "users": users, "request_rate": args.request_rate, "notes": notes,

@@ -176,9 +176,12 @@ def prepare_serving(args: DeployArgs, cluster: Cluster, model: ModelSpec | None 
                         build_topology(cluster), context)
 
 
-def run_deploy(args: DeployArgs, cluster: Cluster | None = None, progress: Callable[[str], None] | None = None) -> DeployResult:
+def run_deploy(args: DeployArgs, cluster: Cluster | None = None, progress: Callable[[str], None] | None = None,
+               replicas_elsewhere: bool = False) -> DeployResult:
     """Plan the request within args.time_limit seconds (on `cluster` when given, else on the
-    machines the arguments name); each step is reported to `progress` when given."""
+    machines the arguments name); each step is reported to `progress` when given. With
+    `replicas_elsewhere`, replicas may serve any even split of the users (a purchase that mixes
+    machines is re-planned with the splits it was chosen with)."""
     say = progress or (lambda text: None)
     start = time.perf_counter()
     deadline = start + args.time_limit
@@ -199,7 +202,7 @@ def run_deploy(args: DeployArgs, cluster: Cluster | None = None, progress: Calla
         # The search for layouts may take part of the time; the solver, the checks and any
         # explanation get the rest.
         say(f"building layouts for {users:,} user(s) on {len(cluster.devices):,} devices")
-        request, candidates = setup.candidates(users, began + BUILD_SHARE * (until - began))
+        request, candidates = setup.candidates(users, began + BUILD_SHARE * (until - began), replicas_elsewhere=replicas_elsewhere)
         built = time.perf_counter()
         say(f"{len(candidates.recipes):,} layouts kept, {len(candidates.rejections):,} rejected, in {built - began:.2f} s"
             + (" (cut short by the time limit)" if candidates.stopped_early else ""))

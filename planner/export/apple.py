@@ -47,6 +47,13 @@ def _sharding(replica: ReplicaOut, target: str) -> str:
     return "Pipeline"
 
 
+def _double_quoted(arg: str) -> str:
+    """One argument of the command that `sh -c` runs, single-quoted for that inner shell. The launch
+    script passes the whole command in double quotes, so a ${NAME} placeholder is still expanded
+    first, and a value with blanks (a model path) stays one argument."""
+    return "'" + arg.replace("'", "'\\''") + "'"
+
+
 def _common(plan: ServePlan, context: ExportContext, target: str) -> None:
     require_plan(plan, target)
     if not isinstance(plan, ServePlan):
@@ -182,7 +189,8 @@ def to_mlxlm(plan: ServePlan, context: ExportContext) -> Bundle:
                 # written by mlx.distributed_config from the Thunderbolt links.
                 argv = ("sh", "-c", f"mlx.distributed_config --backend jaccl --over thunderbolt --hosts "
                         f"{','.join(h['ssh'] for h in hosts)} --output {hostfile} && "
-                        f"mlx.launch --hostfile {hostfile} --backend jaccl --env MLX_METAL_FAST_SYNCH=1 -- {' '.join(server)}")
+                        f"mlx.launch --hostfile {hostfile} --backend jaccl --env MLX_METAL_FAST_SYNCH=1 -- "
+                        f"{' '.join(_double_quoted(a) for a in server)}")
                 writes = ()
             else:
                 argv = ("mlx.launch", "--hostfile", hostfile, "--backend", "ring", "--",

@@ -6,6 +6,7 @@ file with the same fields."""
 
 from __future__ import annotations
 
+import datetime
 import functools
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from planner.loaders.files import read_text
 from planner.loaders.hardware import load_hardware_catalog
 from planner.loaders.shorthand import build_shorthand_cluster
 from planner.loaders.yamlfile import Located, parse_yaml_text
-from planner.schemas.hardware import HardwareSpec, Price
+from planner.schemas.hardware import HardwareSpec, Price, price_date
 from planner.schemas.market import MAX_TEMPLATE_DEVICES, MAX_TEMPLATES, MachineTemplate
 
 PCIE_CARD_COUNTS = (1, 2, 4)  # cards per generated PCIe machine
@@ -104,7 +105,15 @@ def load_market_catalog() -> tuple[MachineTemplate, ...]:
 
 
 def load_market_file(path: str | Path) -> tuple[MachineTemplate, ...]:
-    """A user's market file: `templates:` with the fields of the built-in market."""
+    """A user's market file: `templates:` with the fields of the built-in market, no price dated
+    after today."""
     path = Path(path)
     located = parse_yaml_text(read_text(path, limit=MAX_INVENTORY_FILE_BYTES, what="market file"), str(path))
-    return tuple(_read_templates(located))
+    templates = tuple(_read_templates(located))
+    today = datetime.date.today()
+    for index, t in enumerate(templates):
+        for name in ("price", "host", "hourly"):
+            seen = getattr(t, name)
+            if seen is not None and price_date(seen.date) > today:
+                raise located.error(("templates", index, name, "date"), f"'{seen.date}' is in the future")
+    return templates

@@ -14,15 +14,18 @@ class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
 
-def check_price_date(value: str) -> str:
-    """A real calendar date (YYYY, YYYY-MM or YYYY-MM-DD), not in the future."""
+def price_date(value: str) -> datetime.date:
+    """The first day a price date (YYYY, YYYY-MM or YYYY-MM-DD) names."""
     parts = [int(x) for x in value.split("-")]
+    return datetime.date(parts[0], parts[1] if len(parts) > 1 else 1, parts[2] if len(parts) > 2 else 1)
+
+
+def check_price_date(value: str) -> str:
+    """A real calendar date (YYYY, YYYY-MM or YYYY-MM-DD)."""
     try:
-        seen = datetime.date(parts[0], parts[1] if len(parts) > 1 else 1, parts[2] if len(parts) > 2 else 1)
+        price_date(value)
     except ValueError as exc:
         raise ValueError(f"{value!r} is not a date: {exc}") from None
-    if seen > datetime.date.today():
-        raise ValueError(f"{value!r} is in the future")
     return value
 
 

@@ -107,9 +107,9 @@ def solve_market(offers: list[Offer], users: int, *, time_limit_s: float = 30.0)
     cost = sum(int(round(o.machine_cost_usd * COST_SCALE)) * bought[o.key] for o in offers)
     speed = sum(int(round(r.tokens_per_s * SPEED_SCALE)) * v.copies[r.index] for o, v in chosen for r in o.candidates.recipes)
     tie_terms = [(k + 1) * bought[o.key] for k, o in enumerate(offers)]
-    tie_terms += [(len(o.candidates.recipes) - r.index) * v.copies[r.index] for o, v in chosen for r in o.candidates.recipes]
+    tie_terms += [(r.index + 1) * v.copies[r.index] for o, v in chosen for r in o.candidates.recipes]
     tie_span = sum((k + 1) * o.machines for k, o in enumerate(offers)) + sum(
-        (len(o.candidates.recipes) - r.index) * max_copies(r, o.candidates) for o, _ in chosen for r in o.candidates.recipes) + 1
+        (r.index + 1) * max_copies(r, o.candidates) for o, _ in chosen for r in o.candidates.recipes) + 1
     stages = [-cost, tie_span * speed - sum(tie_terms)]
     status, bound = SolveStatus.OPTIMAL, None
     values: dict[str, dict[int, int]] = {}
