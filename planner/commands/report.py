@@ -38,12 +38,14 @@ def pareto_points(data: dict[str, Any]) -> list[dict[str, Any]]:
 
 def _sweeps(data: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
     """One heat-map per weights and engine of a sweep."""
-    combos = list(dict.fromkeys((r["weights"], r["engine"]) for r in data["rows"]))
+    combos = list(dict.fromkeys(r.get("combo", 0) for r in data["rows"]))
     out = []
-    for weights, engine in combos:
-        rows = [r for r in data["rows"] if (r["weights"], r["engine"]) == (weights, engine)]
+    for combo in combos:
+        rows = [r for r in data["rows"] if r.get("combo", 0) == combo]
+        weights, engine = rows[0]["weights"], f"{rows[0]['engine']}-{rows[0].get('engine_version') or ''}".rstrip("-")
         name = "sweep" if len(combos) == 1 else f"sweep-{weights}-{engine}".replace("/", "-").replace(" ", "-")
-        out.append((name, {**data, "rows": rows}))
+        out.append((name, {**data, "rows": rows,
+                           "largest_users": [e for e in data["largest_users"] if e.get("combo", 0) == combo]}))
     return out
 
 

@@ -267,11 +267,11 @@ def run_sweep(args: SweepArgs, *, progress: Callable[[str], None] | None = None)
     planner = _Planner(args, cluster, max(args.time_limit / cells, 0.1), refusable=len(combos) > 1)
     rows: list[dict[str, Any]] = []
     largest: list[dict[str, Any]] = []
-    for weights, engine in combos:
+    for combo, (weights, engine) in enumerate(combos):
         for context in args.contexts:
             at_context: dict[int, dict[str, Any]] = {}
             for users in args.users_list:
-                row = planner.plan(users, context, weights, engine)
+                row = {**planner.plan(users, context, weights, engine), "combo": combo}  # which weights x engine column
                 rows.append(row)
                 at_context[users] = row
                 if progress is not None:
@@ -281,7 +281,7 @@ def run_sweep(args: SweepArgs, *, progress: Callable[[str], None] | None = None)
                              f"({row['weights']}, {row['engine']}): {speed}")
             found = _largest(at_context, lambda u, c=context, w=weights, e=engine: planner.plan(u, c, w, e))
             best = found.pop("row")
-            largest.append({
+            largest.append({"combo": combo, 
                 "context": context, "weights": best["weights"] if best else at_context[args.users_list[0]]["weights"],
                 "engine": best["engine"] if best else at_context[args.users_list[0]]["engine"], **found,
                 "per_user_tokens_per_s": best["per_user_tokens_per_s"] if best else None,
@@ -329,9 +329,9 @@ def to_sweep_text(data: dict[str, Any]) -> str:
     if any(wanted):
         lines[0] += "; every user " + " and ".join(w for w in wanted if w)
     contexts = data["axes"]["context"]
-    blocks = list(dict.fromkeys((r["weights"], r["engine"]) for r in data["rows"]))
-    for weights, engine in blocks:
-        rows = [r for r in data["rows"] if (r["weights"], r["engine"]) == (weights, engine)]
+    for combo in dict.fromkeys(r["combo"] for r in data["rows"]):
+        rows = [r for r in data["rows"] if r["combo"] == combo]
+        weights, engine = rows[0]["weights"], rows[0]["engine"]
         cell = {(r["users"], r["context"]): r for r in rows}
         version = next((r["engine_version"] for r in rows if r["engine_version"]), None)
         lines += ["", f"{weights} weights, {engine}{f' {version}' if version else ''}: per-user decode tokens/s under load "
@@ -341,7 +341,7 @@ def to_sweep_text(data: dict[str, Any]) -> str:
             table.append([f"{users:,}", *[f"{_number(cell[users, c]['per_user_tokens_per_s'])} "
                                           f"({_number(cell[users, c]['tokens_per_s'], 0)})" if cell[users, c]["fits"] else "no"
                                           for c in contexts]])
-        found = {e["context"]: e for e in data["largest_users"] if (e["weights"], e["engine"]) == (weights, engine)}
+        found = {e["context"]: e for e in data["largest_users"] if e["combo"] == combo}
         table.append(["largest users", *["-" if found[c]["largest_users"] is None else f"{found[c]['largest_users']:,}"
                                          for c in contexts]])
         lines += _table(table)
