@@ -137,7 +137,8 @@ def _reason(plan: Any) -> tuple[str, list[str]]:
         if not line.startswith("  - "):
             break  # the smallest changes that would fit follow; the sweep's own rows show those
         why.append(line.removeprefix("  - "))
-    return lines[0].strip(), why[:4]
+    # The summary counts memory over all devices; the first layout's own reason says what binds.
+    return (f"{lines[0].strip().rstrip('.')}; first layout: {why[0]}" if why else lines[0].strip()), why[:4]
 
 
 def _row(plan: Any, code: int, cluster: Cluster) -> dict[str, Any]:
