@@ -27,6 +27,7 @@ from typing import Any
 from planner.candidates.recipes import is_speed_rejection
 from planner.commands.args import DeployArgs
 from planner.commands.deploy import prepare_serving, run_deploy
+from planner.commands.formats import split_weight_list
 from planner.errors import InputError, PlannerError, suggest_name
 from planner.estimate.cost import (
     MachineCost,
@@ -35,7 +36,6 @@ from planner.estimate.cost import (
 )
 from planner.estimate.kv_cache import estimate_kv_cache_bytes
 from planner.estimate.weights import estimate_weight_bytes
-from planner.loaders.formats import resolve_weight_format
 from planner.loaders.links import find_link
 from planner.loaders.market import load_market_catalog, load_market_file
 from planner.loaders.shorthand import build_shorthand_cluster
@@ -342,13 +342,7 @@ def run_buy(args: Any, *, progress: Progress | None = None, today: datetime.date
     if args.cost != "tco" and args.usd_per_kwh is not None:
         raise InputError("--usd-per-kwh is for --cost tco (purchase and hourly costs have no electricity)", field="--usd-per-kwh")
     templates = select_templates(load_market_file(args.market) if args.market else load_market_catalog(), args.templates)
-    weights_list = [w.strip() for w in args.weights.split(",")] if args.weights else [None]
-    if any(w == "" for w in weights_list):
-        raise InputError(f"'{args.weights}' has an empty format", field="--weights")
-    for name in weights_list:
-        if name is not None and name != "checkpoint":
-            resolve_weight_format(name)  # a typo is exit 2 with the nearest name, not a template left out
-    weights_list = list(dict.fromkeys(weights_list))  # each format once
+    weights_list = split_weight_list(args.weights)
     users, notes = _users_for(args)
     plan_args = args.model_copy(update={"request_rate": None, "users": users, "explicit": args.explicit - {"request_rate"}})
     seen: dict[tuple, tuple[int, int] | str] = {}

@@ -1,11 +1,12 @@
-"""`plan formats`."""
+"""`plan formats`, and the --weights lists of the commands that compare formats."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
 
-from planner.loaders.formats import list_formats, load_kv_formats
+from planner.errors import InputError
+from planner.loaders.formats import list_formats, load_kv_formats, resolve_weight_format
 from planner.report.table import to_text_table
 
 
@@ -30,3 +31,17 @@ def run_formats() -> tuple[dict[str, Any], Callable[[Any], str]]:
         return ("Weight formats\n" + to_text_table(["id", "bits/weight", "what"], w, right=[False, True, False])
                 + "\n\nKV-cache formats (bits per value, head_dim 128)\n" + to_text_table(["id", "bits", "what"], k, right=[False, True, False]))
     return data, text
+
+
+def split_weight_list(text: str | None) -> list[str | None]:
+    """A --weights list (q4_k_m,q8_0,bf16): each name checked (a typo is exit 2 with the nearest
+    name), each once, in order; [None] when none is given (the engine's default)."""
+    if not text:
+        return [None]
+    names = [w.strip() for w in text.split(",")]
+    if any(not w for w in names):
+        raise InputError(f"'{text}' has an empty format", field="--weights")
+    for name in names:
+        if name != "checkpoint":
+            resolve_weight_format(name)
+    return list(dict.fromkeys(names))

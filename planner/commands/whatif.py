@@ -16,6 +16,7 @@ from pydantic import Field, model_validator
 
 from planner.commands.args import DeployArgs
 from planner.commands.deploy import load_cluster, run_deploy
+from planner.commands.formats import split_weight_list
 from planner.errors import InputError, suggest_name
 from planner.estimate.cost import estimate_price_age_months
 from planner.loaders.links import find_link
@@ -184,9 +185,7 @@ def run_whatif(args: WhatifArgs, today: datetime.date | None = None, plans: list
     base = load_cluster(args)
     changed = apply_changes(base, add=args.add, remove=args.remove, replace=args.replace, network=args.network) if (
         args.add or args.remove or args.replace) else None
-    weights = [w.strip() for w in args.weights.split(",")] if args.weights else [None]
-    if args.weights and any(not w for w in weights):
-        raise InputError(f"'{args.weights}' has an empty format", field="--weights")
+    weights = split_weight_list(args.weights)
     if changed is None and len(weights) == 1:
         raise InputError("nothing to compare: give --add, --remove or --replace, or several --weights (q4_k_m,q8_0,bf16)",
                          field="--add")
