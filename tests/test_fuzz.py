@@ -54,6 +54,7 @@ from tests.fuzz_cases import (
     Case,
     Outcome,
     Raw,
+    billion_laughs_yaml,
     case,
     checkpoint_case,
     checkpoint_config,
@@ -1267,3 +1268,51 @@ def test_random_config_values(scratch: Path, key: str, value: Any) -> None:
     path.parent.mkdir(exist_ok=True)
     path.write_text(json.dumps(config))  # NaN and Infinity as Python's json writes them
     assert_contract(run_in_process(["memory", "--model", str(path)]))
+
+
+# ============================================================================= 10. market files (plan whatif --market)
+
+VALID_TEMPLATE = ("templates:\n  - id: box\n    name: a box\n    kind: workstation\n    devices: 1xrtx-4090\n"
+                  "    price: {usd: 1599, date: \"2022-10\", source: \"a test price\"}\n")
+
+
+def market_case(id: str, content: str | bytes, *expect: str, code: int = 2, heavy: bool = False) -> Case:
+    """`plan whatif --market <tmp>/market.yaml`; an error must also name the file."""
+
+    def build(tmp: Path) -> list[str]:
+        path = tmp / "market.yaml"
+        path.write_bytes(content.encode() if isinstance(content, str) else content)
+        return ["whatif", "--model", "llama-3.1-8b", "--users", "2", "--context", "4096", "--market", str(path),
+                "--time-limit", "20"]
+
+    return case(id, build, *(("{tmp}/market.yaml", *expect) if code == 2 else ()), code=code, heavy=heavy)
+
+
+MARKET_CASES = [
+    market_case("valid", VALID_TEMPLATE, code=0),
+    market_case("not-a-list", "templates: {id: box}\n", "templates"),
+    market_case("empty-list", "templates: []\n", "templates"),
+    market_case("price-nan", VALID_TEMPLATE.replace("1599", ".nan"), "price.usd"),
+    market_case("price-inf", VALID_TEMPLATE.replace("1599", ".inf"), "price.usd"),
+    market_case("price-negative", VALID_TEMPLATE.replace("1599", "-5"), "price.usd"),
+    market_case("price-5000-digits", VALID_TEMPLATE.replace("1599", "9" * 5000), "price.usd"),
+    market_case("date-month-13", VALID_TEMPLATE.replace("2022-10", "2022-13"), "price.date", "month"),
+    market_case("date-in-the-future", VALID_TEMPLATE.replace("2022-10", "2999-01"), "price.date", "future"),
+    market_case("unknown-device", VALID_TEMPLATE.replace("rtx-4090", "rtx-4900"), "devices", "rtx-4090"),
+    market_case("unknown-key", VALID_TEMPLATE + "    colour: red\n", "colour"),
+    market_case("hourly-on-a-workstation", VALID_TEMPLATE.replace(
+        "    price: {usd: 1599, date: \"2022-10\", source: \"a test price\"}\n",
+        "    hourly: {usd_per_hour: 1, provider: x, instance: y, date: \"2025\", source: \"a test price\"}\n"), "kind: cloud"),
+    market_case("a-thousand-devices", VALID_TEMPLATE.replace("1xrtx-4090", "1000xrtx-4090"), "devices", "72"),
+    market_case("duplicate-id", VALID_TEMPLATE + VALID_TEMPLATE.split("templates:\n")[1], "duplicate"),
+    market_case("truncated", VALID_TEMPLATE[:-20], "market.yaml"),
+    market_case("nul-byte", VALID_TEMPLATE.replace("rtx-4090", "rtx\x00-4090"), "not valid YAML"),
+    market_case("not-utf8", b"templates:\n  - id: \xff\xfe\n", "market.yaml"),
+    market_case("alias-bomb", billion_laughs_yaml().replace("name: x\nnodes:", "templates:"), "aliases", heavy=True),
+    market_case("nested-100000-deep", "templates: " + "[" * 100_000 + "]" * 100_000 + "\n", "nested", heavy=True),
+]
+
+
+@pytest.mark.parametrize("c", ids(MARKET_CASES))
+def test_market_file(c: Case, tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    check_case(c, tmp_path, request)
