@@ -241,3 +241,14 @@ def test_review_cases_a_count_between_doublings_and_a_mix_beyond_the_alone_bound
 def test_a_format_listed_twice_is_planned_once():
     data, code = buy(users=8, max_machines=2, weights="bf16,bf16", templates=("single-3090",))
     assert code == 0 and data["configurations"] and data["configurations"][0]["cost"] > 0
+
+
+def test_several_engines_compared_on_the_same_machines(runner):
+    data, code = buy(users=4, engine="vllm,llama.cpp", templates=("single-3090",))
+    assert code == 0
+    engines = {r["engine"] for r in data["configurations"]}
+    assert engines == {"vllm", "llama.cpp"} and all(r["verified"] for r in data["configurations"])
+    for r in data["configurations"]:
+        assert r["plan"]["request"]["engine"]["id"] == r["engine"]
+    result = runner.invoke(main, ["whatif", "--model", "llama-3.1-8b", "--market", MARKET, "--engine", "vllm,nosuch"])
+    assert result.exit_code == 2 and "nosuch" in result.output

@@ -36,6 +36,7 @@ from planner.estimate.cost import (
 )
 from planner.estimate.kv_cache import estimate_kv_cache_bytes
 from planner.estimate.weights import estimate_weight_bytes
+from planner.loaders.engines import find_engine
 from planner.loaders.links import find_link
 from planner.loaders.market import load_market_catalog, load_market_file
 from planner.loaders.shorthand import build_shorthand_cluster
@@ -65,9 +66,11 @@ class _Option:
     why_not: str | None = None
     cut_short: bool = False  # the time limit or a layout search cut short its search
 
+    engine: str | None = None  # an engine of --engine's list (None: the engine rule's choice)
+
     @property
     def key(self) -> str:
-        return self.template.id + (f" ({self.weights})" if self.weights else "")
+        return self.template.id + (f" ({self.weights})" if self.weights else "") + (f" [{self.engine}]" if self.engine else "")
 
     @property
     def bound_usd(self) -> float:
@@ -109,6 +112,18 @@ def select_templates(templates: tuple[MachineTemplate, ...], patterns: tuple[str
     return out
 
 
+def _engine_list(args: Any) -> list[str | None]:
+    """--engine vllm,sglang: each engine named (checked), once; [None] without it (the engine rule)."""
+    if not args.engine:
+        return [None]
+    names = list(dict.fromkeys(e.strip() for e in args.engine.split(",")))
+    if any(not name for name in names):
+        raise InputError(f"'{args.engine}' has an empty engine", field="--engine")
+    for name in names:
+        find_engine(name, kind="serve")
+    return names if len(names) > 1 else [args.engine]
+
+
 def _users_for(args: DeployArgs) -> tuple[int, list[str]]:
     """The users to plan for: --users, or the requests in flight a --request-rate keeps at the
     per-user speed asked for (Little's law: rate x (time to first token + output / speed))."""
@@ -128,17 +143,17 @@ def _users_for(args: DeployArgs) -> tuple[int, list[str]]:
 
 
 def _option(args: DeployArgs, template: MachineTemplate, weights: str | None, inputs: CostInputs, users: int,
-            seen: dict[tuple, tuple[int, int] | str]) -> _Option:
+            seen: dict[tuple, tuple[int, int] | str], engine: str | None = None) -> _Option:
     devices = template_devices(template)
-    option = _Option(template, weights, estimate_machine_cost(template, devices, inputs), 1)
+    option = _Option(template, weights, estimate_machine_cost(template, devices, inputs), 1, engine=engine)
     if option.cost.usd is None:
         option.why_not = option.cost.why_not
         return option
     # Machines of the same devices and links (a server and its cloud twin) share the engine and the bound.
-    key = (template.devices, template.interconnect, weights)
+    key = (template.devices, template.interconnect, weights, engine)
     if key not in seen:
         try:
-            setup = prepare_serving(args.model_copy(update={"weights": weights}), machine_cluster(template, 1))
+            setup = prepare_serving(_for(args, option), machine_cluster(template, 1))
             weights = estimate_weight_bytes(setup.model, setup.mix).total_bytes
             need = weights + estimate_kv_cache_bytes(setup.model, setup.mix.kv_cache_dtype, context=setup.context, users=users)
             usable = sum(max(0, d.usable_bytes) for d in setup.cluster.devices)
@@ -153,9 +168,17 @@ def _option(args: DeployArgs, template: MachineTemplate, weights: str | None, in
     return option
 
 
+def _for(args: DeployArgs, option: _Option) -> DeployArgs:
+    """The request with the option's weight format and engine."""
+    update: dict[str, Any] = {"weights": option.weights}
+    if option.engine is not None:
+        update["engine"] = option.engine
+    return args.model_copy(update=update)
+
+
 def _offer(args: DeployArgs, option: _Option, machines: int, users: int, deadline: float, *,
            replicas_elsewhere: bool = True) -> Offer:
-    setup = prepare_serving(args.model_copy(update={"weights": option.weights, "users": users}), machine_cluster(option.template, machines))
+    setup = prepare_serving(_for(args, option).model_copy(update={"users": users}), machine_cluster(option.template, machines))
     _, candidates = setup.candidates(users, deadline, replicas_elsewhere=replicas_elsewhere)
     return Offer(option.key, candidates, machines, option.cost.usd or 0.0)
 
@@ -264,8 +287,7 @@ def _fewest_for_rate(args: DeployArgs, rate: float, parts: list[tuple[_Option, i
 def _deploy(args: DeployArgs, parts: list[tuple[_Option, int]], time_limit: float) -> Any:
     cluster = build_answer_cluster({"templates": [{"machines": n, "devices": o.template.devices, "interconnect": o.template.interconnect,
                                                    "network": o.template.network} for o, n in parts]})
-    return run_deploy(args.model_copy(update={"weights": parts[0][0].weights, "time_limit": max(time_limit, 0.5),
-                                              "objective": "throughput"}),
+    return run_deploy(_for(args, parts[0][0]).model_copy(update={"time_limit": max(time_limit, 0.5), "objective": "throughput"}),
                       cluster=cluster, replicas_elsewhere=len(parts) > 1)
 
 
@@ -346,7 +368,8 @@ def run_buy(args: Any, *, progress: Progress | None = None, today: datetime.date
     users, notes = _users_for(args)
     plan_args = args.model_copy(update={"request_rate": None, "users": users, "explicit": args.explicit - {"request_rate"}})
     seen: dict[tuple, tuple[int, int] | str] = {}
-    options = [_option(plan_args, t, w, inputs, users, seen) for w in weights_list for t in templates]
+    engines = _engine_list(args)
+    options = [_option(plan_args, t, w, inputs, users, seen, e) for e in engines for w in weights_list for t in templates]
     priced = sorted((o for o in options if o.why_not is None), key=lambda o: (o.bound_usd, o.key))
     say(f"{len(priced)} of {len(options)} templates priced and able to run the request; searching cheapest first")
     best = math.inf
@@ -413,12 +436,13 @@ def run_buy(args: Any, *, progress: Progress | None = None, today: datetime.date
         if limit > 0:
             pool.append((option, Offer(option.key, option.built.candidates, limit, price)))
     # One joint model per weight format: a replica's machines all run one format, and the answer is re-planned in it.
-    formats = list(dict.fromkeys(option.weights for option, _ in pool)) or [None]
-    say(f"joint model over {len(pool)} template(s), {len(formats)} weight format(s)")
+    formats = list(dict.fromkeys((option.weights, option.engine) for option, _ in pool)) or [(None, None)]
+    say(f"joint model over {len(pool)} template(s), {len(formats)} weight format and engine pair(s)")
     joints = []
-    for weights in formats:
+    for weights, engine in formats:
         share = max(0.5, (deadline - time.perf_counter() - 0.2 * args.time_limit) / len(formats))
-        joints.append(solve_market([o for option, o in pool if option.weights == weights], users, time_limit_s=share))
+        joints.append(solve_market([o for option, o in pool if (option.weights, option.engine) == (weights, engine)], users,
+                                   time_limit_s=share))
     found_joints = [j for j in joints if j.status in FOUND]
     joint = min(found_joints, key=lambda j: (j.cost_usd, sorted(j.bought.items()))) if found_joints else (
         joints[0] if joints else solve_market([], users))
@@ -512,10 +536,11 @@ def to_buy_text(data: dict[str, Any]) -> str:
              + "".join(f", {k.replace('_', ' ')} {v:g}" for k, v in data["targets"].items() if v is not None and k != "context")
              + f"; cost: {basis} ({cost['unit']})"]
     lines += data["notes"]
-    columns = ["configuration", "weights", "devices", cost["unit"], "tok/s", "tok/s/user", "TTFT s", "max users", "front", "verified"]
+    columns = ["configuration", "weights", "engine", "devices", cost["unit"], "tok/s", "tok/s/user", "TTFT s", "max users", "front",
+               "verified"]
     table = [columns]
     for r in data["configurations"]:
-        table.append([r["configuration"], r["weights"], str(r["devices"]), _money(r["cost"], cost["unit"]),
+        table.append([r["configuration"], r["weights"], r["engine"], str(r["devices"]), _money(r["cost"], cost["unit"]),
                       "-" if r["tokens_per_s"] is None else f"{r['tokens_per_s']:,.1f}",
                       "-" if r["tokens_per_s_per_user"] is None else f"{r['tokens_per_s_per_user']:,.1f}",
                       "-" if r["time_to_first_token_s"] is None else f"{r['time_to_first_token_s']:,.2f}",
@@ -524,7 +549,7 @@ def to_buy_text(data: dict[str, Any]) -> str:
     if len(table) > 1:
         widths = [max(len(row[i]) for row in table) for i in range(len(columns))]
         for k, row in enumerate(table):
-            lines.append("  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip())
+            lines.append("  ".join(c.ljust(w) if i < 3 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip())
             if k == 0:
                 lines.append("  ".join("-" * w for w in widths))
     else:
