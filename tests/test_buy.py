@@ -165,7 +165,7 @@ def test_no_configuration_exits_1(runner):
 
 
 def test_exclude_patterns_and_typos(runner):
-    from planner.commands.buy import select_templates
+    from planner.commands.buy_search import select_templates
 
     templates = load_market_file(MARKET)
     assert [t.id for t in select_templates(templates, ("!*3090",))] == ["single-4090", "a10-box", "g6e-xlarge"]

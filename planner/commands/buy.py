@@ -1,266 +1,63 @@
 """`plan whatif` without machines: the cheapest machines to buy (or rent) for a request, chosen
 from a market of templates (planner/loaders/market.py), each answer a verified plan.
 
-The search, exact within what it is offered:
-1. Each template (with each weight format asked for) gets a lower bound on its cost: the fewest
-   machines whose memory holds one copy of the weights and every user's KV cache, times its price.
-2. Templates are taken cheapest bound first. For each, CP-SAT (planner/solver/market.py) finds the
-   fewest machines of it that meet the targets, trying the bound's count, then doubling up to
-   --max-machines. A template whose bound is not below the cheapest answer so far cannot win,
-   alone or in a mix, and is skipped.
-3. One joint CP-SAT model over every template that could still be part of a cheaper mix chooses
-   how many of each to buy together with the replicas they run.
-4. The winner, and the cheapest answer of each template, is re-planned by `plan deploy` on exactly
-   the machines bought and checked by the verifier.
+The search, exact within what it is offered (docs/whatif.md):
+1. Each template, with each weight format and engine asked for, gets a lower bound on its cost: the
+   fewest machines whose memory holds one copy of the weights and every user's KV cache, times its
+   price.
+2. Templates are taken cheapest bound first; for each, CP-SAT finds the fewest machines of it alone
+   that meet the targets (planner/commands/buy_search.py). A template whose bound is not below the
+   best answer so far cannot win alone and is not searched alone.
+3. Every template whose machines for one copy of the weights cost less than the best gets layouts
+   for a share of the users, and one joint CP-SAT model per weight format and engine
+   (planner/solver/market.py) chooses how many of each to buy with the replicas they run.
+4. The winner, the cheapest answer of each template searched and of each kind of machine, is
+   re-planned by `plan deploy` on exactly the machines bought and checked by the verifier.
 """
 
 from __future__ import annotations
 
 import datetime
-import fnmatch
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
-from planner.candidates.recipes import is_speed_rejection
 from planner.commands.args import DeployArgs
-from planner.commands.deploy import prepare_serving, run_deploy
+from planner.commands.buy_search import (
+    FOUND,
+    Option,
+    build_offer,
+    build_option,
+    engine_list,
+    machines_limit,
+    request_for,
+    search_alone,
+    select_templates,
+    template_devices,
+    users_for,
+)
+from planner.commands.deploy import run_deploy
 from planner.commands.formats import split_weight_list
-from planner.errors import InputError, PlannerError, suggest_name
+from planner.errors import InputError
 from planner.estimate.cost import (
-    MachineCost,
-    estimate_machine_cost,
     estimate_price_age_months,
 )
-from planner.estimate.kv_cache import estimate_kv_cache_bytes
-from planner.estimate.weights import estimate_weight_bytes
-from planner.loaders.engines import find_engine
-from planner.loaders.links import find_link
 from planner.loaders.market import load_market_catalog, load_market_file
 from planner.loaders.shorthand import build_shorthand_cluster
 from planner.schemas.inventory import Cluster
-from planner.schemas.market import CostInputs, MachineTemplate
+from planner.schemas.market import CostInputs
 from planner.schemas.plan import SolveStatus
 from planner.solver.market import MarketChoice, Offer, solve_market
 
 Progress = Callable[[str], None]
-FOUND = (SolveStatus.OPTIMAL, SolveStatus.FEASIBLE)
 MAX_ROWS = 8  # cheapest answers shown, one per template
 VERIFY_S = 10.0  # seconds for re-planning each answer on the machines bought
 SEARCH_SHARE = 0.7  # of --time-limit, for the search of each template alone
 
 
-@dataclass
-class _Option:
-    """One template with one weight format: its price, its bound, and what the search found."""
-
-    template: MachineTemplate
-    weights: str | None
-    cost: MachineCost
-    machines_low: int  # fewest machines memory allows for everyone
-    machines_one: int = 1  # fewest machines that hold one copy of the weights (a share of the users, in a mix)
-    built: Offer | None = None  # layouts on the most machines tried
-    alone: MarketChoice | None = None  # its cheapest answer by itself
-    why_not: str | None = None
-    cut_short: bool = False  # the time limit or a layout search cut short its search
-
-    engine: str | None = None  # an engine of --engine's list (None: the engine rule's choice)
-
-    @property
-    def key(self) -> str:
-        return self.template.id + (f" ({self.weights})" if self.weights else "") + (f" [{self.engine}]" if self.engine else "")
-
-    @property
-    def bound_usd(self) -> float:
-        return (self.cost.usd or 0.0) * self.machines_low
-
-
-def machine_cluster(template: MachineTemplate, machines: int) -> Cluster:
-    if machines == 1:
-        return build_shorthand_cluster(gpus=template.devices, interconnect=template.interconnect)
-    return build_shorthand_cluster(nodes=f"{machines}x({template.devices})", interconnect=template.interconnect,
-                                   network=template.network)
-
-
-def template_devices(template: MachineTemplate) -> list:
-    return [d.spec for d in machine_cluster(template, 1).devices]
-
-
-def select_templates(templates: tuple[MachineTemplate, ...], patterns: tuple[str, ...]) -> list[MachineTemplate]:
-    """The templates the patterns name (ids or shell patterns; `!pattern` leaves those out, and
-    alone means every other template), in market order."""
-    items = [p.strip().lower() for text in patterns for p in text.split(",") if p.strip()]
-    if not items:
-        return list(templates)
-    ids = [t.id for t in templates]
-    keep = [p for p in items if not p.startswith("!")]
-    drop = [p[1:] for p in items if p.startswith("!")]
-    chosen: list[MachineTemplate] = [] if keep else list(templates)
-    for pattern in keep + drop:
-        matched = [t for t in templates if fnmatch.fnmatchcase(t.id, pattern)]
-        if not matched:
-            raise InputError(f"no template matches '{pattern}' (`plan whatif --list-templates` lists them)",
-                             field="--template", suggestion=suggest_name(pattern, ids))
-        if pattern in keep:
-            chosen += [t for t in matched if t not in chosen]
-    dropped = {t.id for p in drop for t in templates if fnmatch.fnmatchcase(t.id, p)}
-    out = [t for t in chosen if t.id not in dropped]
-    if not out:
-        raise InputError(f"--template {', '.join(items)} leaves no template", field="--template")
-    return out
-
-
-def _engine_list(args: Any) -> list[str | None]:
-    """--engine vllm,sglang: each engine named (checked), once; [None] without it (the engine rule)."""
-    if not args.engine:
-        return [None]
-    names = list(dict.fromkeys(e.strip() for e in args.engine.split(",")))
-    if any(not name for name in names):
-        raise InputError(f"'{args.engine}' has an empty engine", field="--engine")
-    for name in names:
-        find_engine(name, kind="serve")
-    return names if len(names) > 1 else [args.engine]
-
-
-def _users_for(args: DeployArgs) -> tuple[int, list[str]]:
-    """The users to plan for: --users, or the requests in flight a --request-rate keeps at the
-    per-user speed asked for (Little's law: rate x (time to first token + output / speed))."""
-    if args.request_rate is None:
-        return args.users, []
-    if args.min_tokens_per_s is None:
-        raise InputError("buying for a --request-rate needs --min-tokens-per-s: the per-user speed sets how many "
-                         "requests are in flight", field="--request-rate")
-    context = args.context or 4096
-    prompt = args.prompt_tokens or context // 2
-    output = args.output_tokens or max(1, context - prompt)  # as a deploy splits the context
-    ttft = args.max_ttft or 0.0
-    users = max(1, math.ceil(args.request_rate * (ttft + output / args.min_tokens_per_s)))
-    return users, [f"--request-rate {args.request_rate:g}: {users} requests in flight at {args.min_tokens_per_s:g} tokens/s "
-                   f"per user and {output:,} output tokens" + (f" within a {ttft:g} s first token" if ttft else
-                   " (first-token time not counted: give --max-ttft to include it)")]
-
-
-def _option(args: DeployArgs, template: MachineTemplate, weights: str | None, inputs: CostInputs, users: int,
-            seen: dict[tuple, tuple[int, int] | str], engine: str | None = None) -> _Option:
-    devices = template_devices(template)
-    option = _Option(template, weights, estimate_machine_cost(template, devices, inputs), 1, engine=engine)
-    if option.cost.usd is None:
-        option.why_not = option.cost.why_not
-        return option
-    # Machines of the same devices and links (a server and its cloud twin) share the engine and the bound.
-    key = (template.devices, template.interconnect, weights, engine)
-    if key not in seen:
-        try:
-            setup = prepare_serving(_for(args, option), machine_cluster(template, 1))
-            weights = estimate_weight_bytes(setup.model, setup.mix).total_bytes
-            need = weights + estimate_kv_cache_bytes(setup.model, setup.mix.kv_cache_dtype, context=setup.context, users=users)
-            usable = sum(max(0, d.usable_bytes) for d in setup.cluster.devices)
-            seen[key] = ((max(1, math.ceil(need / usable)), max(1, math.ceil(weights / usable))) if usable > 0
-                         else (10**9, 10**9))
-        except PlannerError as err:
-            seen[key] = getattr(err, "detail", str(err))
-    if isinstance(seen[key], str):
-        option.why_not = str(seen[key])
-    else:
-        option.machines_low, option.machines_one = seen[key]  # type: ignore[misc]
-    return option
-
-
-def _for(args: DeployArgs, option: _Option) -> DeployArgs:
-    """The request with the option's weight format and engine."""
-    update: dict[str, Any] = {"weights": option.weights}
-    if option.engine is not None:
-        update["engine"] = option.engine
-    return args.model_copy(update=update)
-
-
-def _offer(args: DeployArgs, option: _Option, machines: int, users: int, deadline: float, *,
-           replicas_elsewhere: bool = True) -> Offer:
-    setup = prepare_serving(_for(args, option).model_copy(update={"users": users}), machine_cluster(option.template, machines))
-    _, candidates = setup.candidates(users, deadline, replicas_elsewhere=replicas_elsewhere)
-    return Offer(option.key, candidates, machines, option.cost.usd or 0.0)
-
-
-def _shards_over_machines(template: MachineTemplate) -> bool:
-    """Machines of this template are joined over a link fit for tensor parallelism (Thunderbolt 5
-    with RDMA), so an engine that shards tensors over machines may make one user faster with more."""
-    if template.network is None:
-        return False
-    try:
-        return find_link(template.network, scope="network").tensor_parallel_ok
-    except PlannerError:
-        return False
-
-
-def _too_slow_for_anyone(args: DeployArgs, option: _Option, machines: int, deadline: float) -> bool:
-    """A quick probe: one user alone on `machines` machines. When every layout that holds the
-    model misses the speed targets even then, no count of this template can meet them (more
-    users per replica are slower, and more machines only add pipeline stages)."""
-    if _shards_over_machines(option.template):
-        machines = max(machines, option.template.max_machines or machines)  # more machines can speed a user here
-    probe = _offer(args, option, machines, 1, deadline, replicas_elsewhere=False)
-    if probe.candidates.recipes:
-        return False
-    rejections = probe.candidates.rejections
-    if rejections and all(is_speed_rejection(r.reason) for r in rejections if r.layout.endswith(" for 1 user(s)")) and any(
-            r.layout.endswith(" for 1 user(s)") for r in rejections):
-        option.why_not = f"too slow even for one user: {next(r.reason for r in rejections if r.layout.endswith(' for 1 user(s)'))}"
-        return True
-    return False
-
-
-def _limit(option: _Option, args: Any) -> int:
-    """The most machines of the option's template a purchase may take: --max-machines, or fewer
-    where the template says so (a Thunderbolt mesh)."""
-    return min(args.max_machines, option.template.max_machines or args.max_machines)
-
-
-def _search_alone(args: DeployArgs, option: _Option, users: int, best: float, max_machines: int, deadline: float) -> None:
-    """The fewest machines of this template alone that serve the request, if fewer than cost `best`."""
-    machines = option.machines_low
-    if machines > max_machines:
-        option.why_not = f"its memory needs at least {machines} machines, more than --max-machines {max_machines}"
-        return
-    if _too_slow_for_anyone(args, option, max_machines if _shards_over_machines(option.template) else machines, deadline):
-        return
-    price = option.cost.usd or 0.0
-    while machines <= max_machines:
-        if time.perf_counter() >= deadline:
-            option.cut_short = True
-            return
-        if price * machines >= best:
-            option.why_not = (f"{option.why_not}; " if option.why_not else "") + (
-                f"{machines} machines would cost {price * machines:,.0f}, not less than {best:,.0f}")
-            return
-        offer = _offer(args, option, machines, users, deadline)
-        option.built = offer
-        option.cut_short = option.cut_short or offer.candidates.stopped_early
-        choice = solve_market([offer], users, time_limit_s=max(0.1, deadline - time.perf_counter()))
-        if choice.status in FOUND:
-            option.alone = choice
-            option.why_not = None
-            return
-        rejections = offer.candidates.rejections
-        option.why_not = (rejections[0].reason if rejections and not offer.candidates.recipes else
-                          f"{machines} machine(s) serve fewer than {users:,} users at the targets")
-        one_user = [r for r in rejections if r.layout.endswith(" for 1 user(s)")]
-        if (not offer.candidates.recipes and one_user and all(is_speed_rejection(r.reason) for r in one_user)
-                and not _shards_over_machines(option.template)):
-            # Even one user is too slow on every layout that fits: more machines only add pipeline
-            # stages, which make no user faster.
-            option.why_not = f"too slow: {one_user[0].reason}"
-            return
-        if machines == max_machines:
-            return
-        # Double, but never past the largest count still cheaper than the best answer so far.
-        cheaper = math.ceil(best / price) - 1 if price > 0 and math.isfinite(best) else max_machines
-        step = min(max_machines, machines * 2, max(cheaper, machines + 1))
-        machines = step
-
-
-def _fewest_for_rate(args: DeployArgs, rate: float, parts: list[tuple[_Option, int]], time_limit: float) -> list[tuple[_Option, int]]:
+def _fewest_for_rate(args: DeployArgs, rate: float, parts: list[tuple[Option, int]], time_limit: float) -> list[tuple[Option, int]]:
     """A single template bought for a request rate was sized at the per-user speed floor; its
     machines may run faster than that, so fewer may sustain the rate: take machines away while
     `plan deploy`'s own rate search (Little's law at the plan's latency) still finds a plan that
@@ -284,14 +81,14 @@ def _fewest_for_rate(args: DeployArgs, rate: float, parts: list[tuple[_Option, i
     return [(option, high)]
 
 
-def _deploy(args: DeployArgs, parts: list[tuple[_Option, int]], time_limit: float) -> Any:
+def _deploy(args: DeployArgs, parts: list[tuple[Option, int]], time_limit: float) -> Any:
     cluster = build_answer_cluster({"templates": [{"machines": n, "devices": o.template.devices, "interconnect": o.template.interconnect,
                                                    "network": o.template.network} for o, n in parts]})
-    return run_deploy(_for(args, parts[0][0]).model_copy(update={"time_limit": max(time_limit, 0.5), "objective": "throughput"}),
+    return run_deploy(request_for(args, parts[0][0]).model_copy(update={"time_limit": max(time_limit, 0.5), "objective": "throughput"}),
                       cluster=cluster, replicas_elsewhere=len(parts) > 1)
 
 
-def _verify(args: DeployArgs, parts: list[tuple[_Option, int]], time_limit: float) -> dict[str, Any]:
+def _verify(args: DeployArgs, parts: list[tuple[Option, int]], time_limit: float) -> dict[str, Any]:
     """`plan deploy` on exactly the machines bought (one template, or a mix), verified."""
     result = _deploy(args, parts, time_limit)
     plan = result.plan
@@ -310,7 +107,7 @@ def _verify(args: DeployArgs, parts: list[tuple[_Option, int]], time_limit: floa
     }
 
 
-def _row(parts: list[tuple[_Option, int]], choice: MarketChoice, checked: dict[str, Any]) -> dict[str, Any]:
+def _row(parts: list[tuple[Option, int]], choice: MarketChoice, checked: dict[str, Any]) -> dict[str, Any]:
     cost = sum((o.cost.usd or 0.0) * n for o, n in parts)
     return {
         "configuration": " + ".join(f"{n} of {o.template.id}" for o, n in parts),
@@ -365,11 +162,11 @@ def run_buy(args: Any, *, progress: Progress | None = None, today: datetime.date
         raise InputError("--usd-per-kwh is for --cost tco (purchase and hourly costs have no electricity)", field="--usd-per-kwh")
     templates = select_templates(load_market_file(args.market) if args.market else load_market_catalog(), args.templates)
     weights_list = split_weight_list(args.weights)
-    users, notes = _users_for(args)
+    users, notes = users_for(args)
     plan_args = args.model_copy(update={"request_rate": None, "users": users, "explicit": args.explicit - {"request_rate"}})
     seen: dict[tuple, tuple[int, int] | str] = {}
-    engines = _engine_list(args)
-    options = [_option(plan_args, t, w, inputs, users, seen, e) for e in engines for w in weights_list for t in templates]
+    engines = engine_list(args)
+    options = [build_option(plan_args, t, w, inputs, users, seen, e) for e in engines for w in weights_list for t in templates]
     priced = sorted((o for o in options if o.why_not is None), key=lambda o: (o.bound_usd, o.key))
     say(f"{len(priced)} of {len(options)} templates priced and able to run the request; searching cheapest first")
     best = math.inf
@@ -383,7 +180,7 @@ def run_buy(args: Any, *, progress: Progress | None = None, today: datetime.date
         if time.perf_counter() > search_deadline:
             option.why_not = "not searched: the time limit came first"
             continue
-        _search_alone(plan_args, option, users, best if prune else math.inf, _limit(option, args), search_deadline)
+        search_alone(plan_args, option, users, best if prune else math.inf, machines_limit(option, args), search_deadline)
         if option.alone is not None and option.alone.cost_usd is not None:
             best = min(best, option.alone.cost_usd)
         say(f"[{k}/{len(priced)}] {option.key}: " + (f"{sum(option.alone.bought.values())} machine(s), {option.alone.cost_usd:,.2f}"
@@ -402,7 +199,7 @@ def run_buy(args: Any, *, progress: Progress | None = None, today: datetime.date
                 if option.built is not None and option.alone is None and option.why_not and "not less than" not in option.why_not:
                     continue  # searched already: no answer alone
                 option.why_not = None
-                _search_alone(plan_args, option, users, kind_best, _limit(option, args), search_deadline)
+                search_alone(plan_args, option, users, kind_best, machines_limit(option, args), search_deadline)
                 if option.alone is not None and option.alone.cost_usd is not None:
                     kind_best = option.alone.cost_usd
                     say(f"cheapest {kind}: {option.key}, {option.alone.cost_usd:,.2f}")
@@ -410,7 +207,7 @@ def run_buy(args: Any, *, progress: Progress | None = None, today: datetime.date
     # A template not searched alone (its bound for everyone was too high) may still serve a share
     # of the users in a mix: build it at the most machines that could still be cheaper than the best.
     for option in priced:
-        limit = _limit(option, args)
+        limit = machines_limit(option, args)
         price = option.cost.usd or 0.0
         if option.built is not None or option.alone is not None or (option.why_not or "").startswith("too slow"):
             continue
@@ -420,7 +217,7 @@ def run_buy(args: Any, *, progress: Progress | None = None, today: datetime.date
         if time.perf_counter() > search_deadline:
             option.cut_short = True
             continue
-        option.built = _offer(plan_args, option, count, users, search_deadline)
+        option.built = build_offer(plan_args, option, count, users, search_deadline)
         option.cut_short = option.cut_short or option.built.candidates.stopped_early
     # The joint model: every template that could still be part of something cheaper than the best.
     pool = []
@@ -456,7 +253,7 @@ def run_buy(args: Any, *, progress: Progress | None = None, today: datetime.date
     if args.request_rate is not None:
         check_args = args.model_copy(update={"explicit": args.explicit - {"users"}})
 
-    def checked(parts: list[tuple[_Option, int]]) -> tuple[list[tuple[_Option, int]], dict[str, Any]]:
+    def checked(parts: list[tuple[Option, int]]) -> tuple[list[tuple[Option, int]], dict[str, Any]]:
         if args.request_rate is not None:
             parts = _fewest_for_rate(plan_args, args.request_rate, parts, verify_s)
         return parts, _verify(check_args, parts, verify_s)

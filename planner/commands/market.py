@@ -4,7 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from planner.commands.buy import machine_cluster, select_templates, template_devices
+from planner.commands.buy_search import (
+    machine_cluster,
+    select_templates,
+    template_devices,
+)
 from planner.estimate.cost import estimate_power_w, estimate_purchase_usd
 from planner.loaders.market import load_market_catalog, load_market_file
 from planner.schemas.market import MarketMachine
