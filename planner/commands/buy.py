@@ -38,7 +38,7 @@ from planner.commands.buy_search import (
     template_devices,
     users_for,
 )
-from planner.commands.deploy import run_deploy
+from planner.commands.deploy import plan_reason, plan_speed_figures, run_deploy
 from planner.commands.formats import split_weight_list
 from planner.errors import InputError
 from planner.estimate.cost import (
@@ -93,16 +93,10 @@ def _verify(args: DeployArgs, parts: list[tuple[Option, int]], time_limit: float
     result = _deploy(args, parts, time_limit)
     plan = result.plan
     fits = result.exit_code == 0
-    performance, capacity = plan.performance, plan.capacity
     return {
-        "verified": fits and not plan.verification, "status": plan.solver.status.value,
-        "reason": None if fits else next((line for line in plan.explanation if line.strip()), "no plan"),
+        "verified": fits and not plan.verification, "status": plan.solver.status.value, "reason": plan_reason(plan, fits),
         "weights": plan.request.precision.weights, "engine": plan.request.engine.id,
-        "replicas": len(plan.replicas) if fits else 0,
-        "tokens_per_s": performance.decode_tokens_per_s_total if fits else None,
-        "tokens_per_s_per_user": performance.decode_tokens_per_s_per_user if fits else None,
-        "time_to_first_token_s": performance.time_to_first_token_s if fits else None,
-        "max_users": capacity.max_users if fits else None,
+        "replicas": len(plan.replicas) if fits else 0, **plan_speed_figures(plan, fits),
         "plan": result.data,
     }
 

@@ -82,6 +82,22 @@ class DeployResult:
         return to_plan_dict(self.plan)
 
 
+def plan_reason(plan: ServePlan, fits: bool) -> str | None:
+    """Why a plan has no layout, in one line (its explanation's first), or None when it fits."""
+    return None if fits else next((line for line in plan.explanation if line.strip()), "no plan")
+
+
+def plan_speed_figures(plan: ServePlan, fits: bool) -> dict[str, Any]:
+    """The figures a comparison row shows of a plan (None where it does not fit)."""
+    performance, capacity = plan.performance, plan.capacity
+    return {
+        "tokens_per_s": performance.decode_tokens_per_s_total if fits else None,
+        "tokens_per_s_per_user": performance.decode_tokens_per_s_per_user if fits else None,
+        "time_to_first_token_s": performance.time_to_first_token_s if fits else None,
+        "max_users": capacity.max_users if fits else None,
+    }
+
+
 # Request fields whose option is spelled differently.
 REQUEST_OPTIONS = {"time_limit_s": "--time-limit", "runtime_reserve_bytes": "--runtime-reserve-gib",
                    "max_sequences": "--max-num-seqs",

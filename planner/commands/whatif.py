@@ -15,7 +15,12 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from planner.commands.args import DeployArgs
-from planner.commands.deploy import load_cluster, run_deploy
+from planner.commands.deploy import (
+    load_cluster,
+    plan_reason,
+    plan_speed_figures,
+    run_deploy,
+)
 from planner.commands.formats import split_weight_list
 from planner.errors import InputError, suggest_name
 from planner.estimate.cost import estimate_price_age_months
@@ -157,21 +162,14 @@ def _price_dates(clusters: list[Cluster]) -> list[str]:
 
 def _row(scenario: Scenario, plan: Any, code: int, base_cost: float | None) -> dict[str, Any]:
     cost, unpriced = _cost(scenario.cluster)
-    performance, capacity = plan.performance, plan.capacity
     fits = code == 0
-    reason = None
-    if not fits:
-        reason = next((line for line in plan.explanation if line.strip()), None) or "no plan"
     used = len(scenario.cluster.devices) - len(plan.unused_devices) if fits else 0
     return {
         "scenario": scenario.name, "weights": plan.request.precision.weights, "kv_cache": plan.request.precision.kv_cache,
         "machines": len(scenario.cluster.nodes), "devices": len(scenario.cluster.devices), "fits": fits,
-        "status": plan.solver.status.value, "reason": reason,
+        "status": plan.solver.status.value, "reason": plan_reason(plan, fits),
         "users": plan.request.users, "replicas": len(plan.replicas) if fits else 0, "devices_used": used,
-        "tokens_per_s": performance.decode_tokens_per_s_total if fits else None,
-        "tokens_per_s_per_user": performance.decode_tokens_per_s_per_user if fits else None,
-        "time_to_first_token_s": performance.time_to_first_token_s if fits else None,
-        "max_users": capacity.max_users if fits else None,
+        **plan_speed_figures(plan, fits),
         "cost_usd": cost, "unpriced": unpriced,
         "cost_change_usd": None if cost is None or base_cost is None else round(cost - base_cost, 2),
     }

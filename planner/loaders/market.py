@@ -15,7 +15,7 @@ from planner.limits import MAX_INVENTORY_FILE_BYTES
 from planner.loaders.catalog_files import build_catalog_entry, read_catalog_file
 from planner.loaders.files import read_text
 from planner.loaders.hardware import load_hardware_catalog
-from planner.loaders.shorthand import build_shorthand_cluster
+from planner.loaders.shorthand import build_shorthand_cluster, is_sxm_part
 from planner.loaders.yamlfile import Located, parse_yaml_text
 from planner.schemas.hardware import HardwareSpec, Price, price_date
 from planner.schemas.market import MAX_TEMPLATE_DEVICES, MAX_TEMPLATES, MachineTemplate
@@ -70,8 +70,7 @@ PCIE_CARD_MAX_W = 600  # the most a PCIe add-in card may draw (PCIe CEM 5.0 with
 def _is_pcie_card(spec: HardwareSpec) -> bool:
     """A card one plugs into a PCIe slot: not an SXM part (NVLink of 300 GB/s or more, not a PCIe or
     NVL card) and not an OAM module (beyond what a PCIe card may draw)."""
-    sxm = (spec.nvlink_bandwidth_gb_s or 0) >= 300 and "pcie" not in spec.id and "nvl" not in spec.id
-    return (spec.kind == "gpu" and not sxm and spec.pcie_generation is not None
+    return (spec.kind == "gpu" and not is_sxm_part(spec) and spec.pcie_generation is not None
             and spec.power_w is not None and spec.power_w <= PCIE_CARD_MAX_W)
 
 

@@ -52,14 +52,18 @@ def _items(text: str, option: str) -> list[tuple[int, HardwareSpec]]:
     return out
 
 
+def is_sxm_part(spec: HardwareSpec) -> bool:
+    """An SXM module on an NVSwitch board: NVLink of 300 GB/s or more, not a PCIe or NVL card."""
+    return (spec.nvlink_bandwidth_gb_s or 0) >= 300 and "pcie" not in spec.id and "nvl" not in spec.id
+
+
 def _interconnect(items: list[tuple[int, HardwareSpec]]) -> str:
     specs = {spec.id: spec for _, spec in items}
     if any(s.unified_memory for s in specs.values()):
         return "unified"
     if len(specs) == 1:
         spec = next(iter(specs.values()))
-        sxm = (spec.nvlink_bandwidth_gb_s or 0) >= 300 and "pcie" not in spec.id and "nvl" not in spec.id
-        if sxm and sum(n for n, _ in items) > 1:
+        if is_sxm_part(spec) and sum(n for n, _ in items) > 1:
             return "nvswitch"
         if spec.vendor == "amd" and (spec.gfx_target or "").startswith("gfx9") and sum(n for n, _ in items) > 1:
             return "infinity-fabric"  # CDNA Instinct parts are OAM modules on an xGMI platform
