@@ -22,6 +22,7 @@ from planner.report.pictures import (
     build_sweep_figure,
     build_topology_figure,
     memory_segments,
+    pictures_available,
     plan_holders,
 )
 from tests.conftest import ROOT
@@ -132,7 +133,7 @@ def test_without_matplotlib_a_picture_is_an_input_error_naming_the_extra(serve_p
 @pytest.fixture(scope="module")
 def figures(serve_plan, train_plan, two_node_plan) -> dict[str, Any]:
     """Each figure's builder, with its input bound."""
-    pytest.importorskip("matplotlib")
+    assert pictures_available(), "matplotlib is in the test extra: pip install -e '.[test]'"
     inventory = inventory_dict("h100-2node-ib.yaml")
     return {
         "memory": lambda fmt: build_memory_figure(serve_plan, fmt),

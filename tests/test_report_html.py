@@ -18,6 +18,7 @@ from planner.commands.args import DeployArgs
 from planner.commands.deploy import run_deploy
 from planner.commands.inventory import run_inventory_show
 from planner.report.html import build_report_pictures, to_html_report
+from planner.report.pictures import pictures_available
 from tests.conftest import ROOT
 
 VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
@@ -97,7 +98,7 @@ def inventory() -> dict[str, Any]:
 
 @pytest.fixture(scope="module")
 def report(plan, inventory) -> str:
-    pytest.importorskip("matplotlib")
+    assert pictures_available(), "matplotlib is in the test extra: pip install -e '.[test]'"
     pictures = build_report_pictures(plan, inventory)
     assert set(pictures) == {"memory", "topology"}
     tables = [{"title": "What if", "columns": ["scenario", "fits", "tokens/s"], "rows": [["as is", True, 254.0], ["+1 rtx-3090", True, None]]}]
@@ -138,7 +139,7 @@ def test_every_string_is_escaped(plan) -> None:
 
 
 def test_png_pictures_are_embedded_as_data_uris(plan) -> None:
-    pytest.importorskip("matplotlib")
+    assert pictures_available(), "matplotlib is in the test extra: pip install -e '.[test]'"
     from planner.report.pictures import build_memory_figure
 
     page = to_html_report(plan, pictures={"memory": build_memory_figure(plan, "png")})
