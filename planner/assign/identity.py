@@ -31,7 +31,12 @@ def build_model_ref(model: ModelSpec, hf_repo: str | None = None) -> ModelRef:
 def build_inventory_digest(cluster: Cluster) -> str:
     """The digest of the resolved cluster: devices, their figures and budgets, links. Addresses
     and ports say where machines are, not what they hold, and leave it alone."""
-    return _digest(cluster.model_dump(mode="json", exclude={"source": True, "nodes": {"__all__": {"address", "ports"}}}))
+    data = cluster.model_dump(mode="json", exclude={"source": True, "nodes": {"__all__": {"address", "ports"}}})
+    for node in data["nodes"]:  # host figures added later count only when given, so older digests stay
+        for key in ("host_memory_bandwidth_gb_s", "host_cpu_cores"):
+            if node.get(key) is None:
+                node.pop(key, None)
+    return _digest(data)
 
 
 def build_inventory_ref(cluster: Cluster) -> InventoryRef:

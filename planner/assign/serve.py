@@ -12,6 +12,7 @@ from planner.schemas.plan import (
     DeviceMemoryOut,
     DeviceOut,
     EngineSettingsOut,
+    HostOffloadOut,
     InventoryRef,
     PerformanceOut,
     ReplicaOut,
@@ -109,7 +110,8 @@ def _replica(candidates: CandidateSet, r: int, recipe: Recipe, stage_ids: list[l
         outs = [DeviceOut(id=i, node=devices[i].node, index=devices[i].index, type=devices[i].spec.id, memory=memory) for i in ids]
         stages.append(StageOut(
             index=k, layers=(stage.first_layer, stage.last_layer_exclusive), tensor_parallel_size=stage.unit.tp,
-            holds_embedding=k == 0, holds_lm_head=k == last, decode_step_s=round(recipe.speed.stage_seconds[k], 6),
+            holds_embedding=k == 0 and not (recipe.host and recipe.host.layers),
+            holds_lm_head=k == last and not (recipe.host and recipe.host.head), decode_step_s=round(recipe.speed.stage_seconds[k], 6),
             kv_cache_tokens=stage.kv_cache_tokens, devices=outs,
         ))
     settings, capacity = recipe.settings, recipe.capacity
@@ -120,6 +122,14 @@ def _replica(candidates: CandidateSet, r: int, recipe: Recipe, stage_ids: list[l
         notes=list(settings.notes),
     )
     speed = recipe.speed
+    host = None
+    if recipe.host is not None:
+        h = recipe.host
+        node = devices[stage_ids[0][0]].node
+        host = HostOffloadOut(node=node, layers=(0, h.layers), expert_layers=(0, h.expert_layers), holds_lm_head=h.head,
+                              weights_bytes=round(h.weights_bytes), kv_cache_bytes=round(h.kv_cache_bytes),
+                              total_bytes=round(h.weights_bytes) + round(h.kv_cache_bytes), capacity_bytes=round(h.capacity_bytes),
+                              memory_bandwidth_gb_s=h.machine.bandwidth_gb_s, cpu_cores=h.machine.cpu_cores)
     return ReplicaOut(
         index=r, users=recipe.users, decode_tokens_per_s_per_user=round(speed.decode_tokens_per_s_per_user, 3),
         decode_tokens_per_s=round(speed.decode_tokens_per_s, 3),
@@ -130,6 +140,7 @@ def _replica(candidates: CandidateSet, r: int, recipe: Recipe, stage_ids: list[l
         bottleneck=explain_replica_bottleneck(recipe), engine=engine,
         kv_cache_tokens=capacity.kv_cache_tokens, max_concurrency=round(capacity.max_concurrency, 2),
         max_users=capacity.max_users, longest_sequence_tokens=capacity.longest_sequence_tokens, stages=stages,
+        host_offload=host,
     )
 
 

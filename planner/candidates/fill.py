@@ -54,14 +54,15 @@ def _largest_end(sizer: StageSizer, unit: UnitType, start: int, limit: int, *, f
 
 
 def fill_layers(sizer: StageSizer, budgets: Budgets, units: list[UnitType], users: int,
-                counts: list[int] | None = None) -> list[tuple[int, int]] | str:
-    """Contiguous layers for `units` in order: each takes as many layers as fit, leaving at least
-    one per remaining stage; the last takes the rest. With `counts`, each stage takes exactly that
-    many layers. Returns (start, end) per stage, or the reason it does not fit."""
+                counts: list[int] | None = None, first_layer: int = 0) -> list[tuple[int, int]] | str:
+    """Contiguous layers from `first_layer` on for `units` in order: each takes as many layers as
+    fit, leaving at least one per remaining stage; the last takes the rest. With `counts`, each
+    stage takes exactly that many layers. Returns (start, end) per stage, or the reason it does
+    not fit."""
     total = sizer.model.num_layers
     settings, capacities = budgets.replica(units)
     n = len(units)
-    start = 0
+    start = first_layer
     out: list[tuple[int, int]] = []
     for k, unit in enumerate(units):
         first, last = k == 0, k == n - 1

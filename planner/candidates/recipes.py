@@ -19,9 +19,19 @@ from planner.candidates.classes import (
 )
 from planner.candidates.engine_rules import check_units, even_counts, stages_per_machine
 from planner.candidates.fill import Stage, build_stages, fill_layers
+from planner.candidates.offload import (
+    HostPlacement,
+    HostSizer,
+    build_host_work,
+    check_host_memory,
+    estimate_host_placement,
+    find_least_offload,
+    offload_machines,
+)
 from planner.candidates.packing import classes_to_pack
 from planner.estimate.engine_support import check_mix_on_device
 from planner.estimate.engines import EngineSettings, KVCapacity, build_engine_memory
+from planner.estimate.host import HOST_CLASS
 from planner.estimate.performance import StagePlan
 from planner.estimate.serving import ReplicaSpeed, Workload, estimate_replica_speed
 from planner.estimate.shards import split_layers
@@ -61,6 +71,7 @@ class Recipe:
     # speed assumes a hop inside a run stays in the machine and any other hop takes the slowest
     # route between the machines it may land on; the solver packs runs into machines whole.
     blocks: tuple[tuple[int, int, tuple[int, ...]], ...] = ()
+    host: HostPlacement | None = None  # what its machine's host memory holds (llama.cpp offload)
 
     @property
     def devices(self) -> int:
@@ -266,13 +277,22 @@ class RecipeBuilder:
                 keys[(u.device_class.index, u.tp)] = (-_speed_key(u, self.calibration(u)), u.device_class.index, u.tp)
         return sorted(units, key=lambda u: keys[(u.device_class.index, u.tp)])
 
-    def build_recipe(self, units: list[UnitType], users: int, index: int, counts: list[int] | None = None) -> Recipe | str:
-        """A recipe from units (any order; kept in order with `counts`) and users, or the reason it cannot be built."""
+    def build_recipe(self, units: list[UnitType], users: int, index: int, counts: list[int] | None = None,
+                     offload: HostPlacement | None = None) -> Recipe | str:
+        """A recipe from units (any order; kept in order with `counts`) and users, or the reason it
+        cannot be built; with `offload`, the host of the units' machine holds that share."""
         self._check_time()
         ordered = self._ordered(units) if counts is None else list(units)
         problem = check_units(self.engine, ordered, self.model.num_layers)
         if problem:
             return problem
+        sizer = self.sizer
+        if offload is not None:
+            sizer = HostSizer(self.sizer, range(0, offload.expert_layers), offload.head)
+            spans = fill_layers(sizer, self.budgets, ordered, users, None, first_layer=offload.layers)
+            if isinstance(spans, str):
+                return spans
+            return self._finish_recipe(ordered, spans, users, index, sizer, offload)
         if counts is not None and self.engine.layout.pipeline == "even" and len(set(counts)) > 1:
             return f"{self.engine.name} splits layers evenly, not {counts}"
         counts = counts or even_counts(self.engine, len(ordered), self.model.num_layers)
@@ -286,6 +306,11 @@ class RecipeBuilder:
             spans = fill_layers(self.sizer, self.budgets, ordered, users, counts)
         if isinstance(spans, str):
             return spans
+        return self._finish_recipe(ordered, spans, users, index, sizer, None)
+
+    def _finish_recipe(self, ordered: list[UnitType], spans: list[tuple[int, int]], users: int, index: int,
+                       sizer: StageSizer | HostSizer, offload: HostPlacement | None) -> Recipe | str:
+        """The recipe of units laid over `spans`: its memory, cache, speed and targets checked."""
         plans = []
         blocks = self._blocks(ordered)
         run_of = {k: b for b, (_, _, ks) in enumerate(blocks) for k in ks}
@@ -302,12 +327,21 @@ class RecipeBuilder:
                     next_bw, next_lat = self._in_machine(cls)
                 else:
                     next_bw, next_lat, crosses = self._between_machines(cls, ordered[k + 1].device_class)
+            host = None
+            if offload is not None:
+                host = build_host_work(offload.machine, offload, unit, self.calibrations[HOST_CLASS], first=k == 0,
+                                       last=k == len(ordered) - 1)
             plans.append(StagePlan(cls.spec, range(start, end), unit.tp, self.calibration(unit), tp_bw, tp_lat, next_bw, next_lat,
-                                   crosses))
-        stages, settings, capacity = build_stages(self.sizer, self.budgets, ordered, spans, users)
+                                   crosses, host))
+        stages, settings, capacity = build_stages(sizer, self.budgets, ordered, spans, users)
         if capacity.max_users < users:
             return (f"{self.engine.name}'s cache holds {capacity.max_users} request(s) of {self.request.context:,} tokens "
                     f"on this layout, not {users}")
+        if offload is not None:
+            offload = estimate_host_placement(self.sizer, offload.machine, offload.layers, offload.expert_layers, users, settings)
+            problem = check_host_memory(offload)
+            if problem:
+                return problem
         speed = estimate_replica_speed(self.model, self.mix, self.weights, plans, workload=build_workload(self.request, users, settings),
                                        scheduling=self.engine.speed)
         problem = check_speed_targets(self.request, speed)
@@ -318,7 +352,7 @@ class RecipeBuilder:
             by_class[unit.device_class.index] = by_class.get(unit.device_class.index, 0) + unit.tp
         prices = [unit.device_class.price_usd for unit in ordered]
         price = None if any(p is None for p in prices) else sum(p * u.tp for p, u in zip(prices, ordered))
-        return Recipe(index, stages, users, speed, tuple(sorted(by_class.items())), price, settings, capacity, blocks)
+        return Recipe(index, stages, users, speed, tuple(sorted(by_class.items())), price, settings, capacity, blocks, offload)
 
     def build(self) -> CandidateSet:
         """Every recipe worth considering, and every rejection with its reason; stops at the
@@ -363,6 +397,9 @@ class RecipeBuilder:
                     else:
                         out.rejections.append(Rejection(f"{unit.key} for {users} user(s)", found))
                 done += 1
+            if self.engine.layout.host_offload:
+                for users in out.user_values:
+                    self._offload(out, users, seen)
             done, phase = 0, "pipelines mixing device types"
             for users in out.user_values:
                 self._mixed(out, users, minimal[users], seen, total_devices)
@@ -376,6 +413,34 @@ class RecipeBuilder:
                 out.cut.append("pipelines mixing device types: not tried")
         out.recipes = without_dominated(out.recipes, self.request.objective, frozenset(classes_to_pack(out)))
         return out
+
+    def _offload(self, out: CandidateSet, users: int, seen: set[tuple]) -> None:
+        """The least host offload on each kind of machine whose GPUs cannot hold the model
+        (candidates/offload.py), when the engine offloads."""
+        class_of = {d: c for c in self.classes if c.index not in self.unsupported for ids in c.device_ids for d in ids}
+        for node, machine, why in offload_machines(self.cluster.nodes):
+            label = f"{node.name} with host offload for {users} user(s)"
+            units = [UnitType(class_of[d.id], 1) for d in node.devices if d.id in class_of]
+            if machine is None or not units:
+                if machine is None and not self._fits_somewhere(units, users):
+                    out.rejections.append(Rejection(label, why or "no device the engine runs"))
+                continue
+            ordered = self._ordered(units)
+            found = find_least_offload(self.sizer, self.budgets, ordered, users)
+            if isinstance(found, str):
+                if not found.startswith("the GPUs hold"):
+                    out.rejections.append(Rejection(label, found))
+                continue
+            layers, experts = found
+            placement = HostPlacement(machine, layers, experts, layers > 0, 0.0, 0.0)
+            result = self.build_recipe(ordered, users, 0, offload=placement)
+            if isinstance(result, Recipe):
+                self._add(out, result, seen)
+            else:
+                out.rejections.append(Rejection(label, result))
+
+    def _fits_somewhere(self, units: list[UnitType], users: int) -> bool:
+        return bool(units) and isinstance(fill_layers(self.sizer, self.budgets, self._ordered(units), users), list)
 
     def memory_proportional_recipe(self, users: int) -> Recipe | str:
         """llama.cpp's and exo's default: one pipeline over every device in inventory order, layers
@@ -477,7 +542,8 @@ class RecipeBuilder:
         return None
 
     def _add(self, out: CandidateSet, recipe: Recipe, seen: set[tuple]) -> None:
-        key = (tuple((s.unit.key, s.first_layer, s.last_layer_exclusive) for s in recipe.stages), recipe.users)
+        key = (tuple((s.unit.key, s.first_layer, s.last_layer_exclusive) for s in recipe.stages), recipe.users,
+               (recipe.host.layers, recipe.host.expert_layers) if recipe.host else None)
         if key in seen:
             return
         seen.add(key)

@@ -10,8 +10,9 @@ stages in turn. planner/estimate/serving.py turns these steps into sustained ser
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
+from planner.estimate.host import OP_OFFLOAD_MIN_BATCH
 from planner.estimate.speed import (
     StageTime,
     StepLoad,
@@ -24,9 +25,24 @@ from planner.schemas.hardware import HardwareSpec
 from planner.schemas.model import ModelSpec
 from planner.schemas.precision import PrecisionMix
 from planner.schemas.speed import SpeedCalibration
+from planner.units import gb_s_to_bytes_s
 
 ACTIVATION_BYTES = 2  # hidden states travel in 16 bits
 PREFILL_CHUNK_GROUPS = 8  # a long prompt's chunks are timed in this many groups of equal chunks
+
+
+@dataclass(frozen=True)
+class HostWork:
+    """What a GPU stage leaves to its machine's host (llama.cpp offload, estimate/host.py): the
+    layers the CPU runs before it (the first stage), the routed experts of `expert_layers` that lie
+    in the stage, and the output layer (the last stage, when any layer runs on the CPU)."""
+
+    device: HardwareSpec  # the CPU
+    calibration: SpeedCalibration  # its fitted efficiencies (host-cpu)
+    upload_gb_s: float  # the stage's host link, one direction
+    layers: range = range(0)
+    expert_layers: range = range(0)
+    head: bool = False
 
 
 @dataclass(frozen=True)
@@ -42,6 +58,7 @@ class StagePlan:
     next_bandwidth_gb_s: float = 0.0  # hop to the next stage
     next_latency_us: float = 0.0
     next_machine: bool = False  # the next stage is on another machine (the hop crosses the network)
+    host: HostWork | None = None  # llama.cpp host offload
 
 
 @dataclass(frozen=True)
@@ -83,8 +100,7 @@ def _stage_step(model: ModelSpec, mix: PrecisionMix, weights: WeightEstimate, st
     key = (stage, first, last, load)
     if key in memo:
         return memo[key]
-    time = estimate_stage_step_time(model, mix, weights, stage.device, stage.calibration, layers=stage.layers, first=first,
-                                    last=last, tensor_parallel_size=stage.tensor_parallel_size, load=load)
+    time = _host_or_device_time(model, mix, weights, stage, load, first, last)
     message = load.tokens * model.hidden_size * ACTIVATION_BYTES
     link = 0.0
     if stage.tensor_parallel_size > 1:
@@ -97,6 +113,35 @@ def _stage_step(model: ModelSpec, mix: PrecisionMix, weights: WeightEstimate, st
     out = StageStep(time, link)
     memo[key] = out
     return out
+
+
+def _host_or_device_time(model: ModelSpec, mix: PrecisionMix, weights: WeightEstimate, stage: StagePlan, load: StepLoad,
+                         first: bool, last: bool) -> StageTime:
+    """The stage's own time, then its host's: a batch of OP_OFFLOAD_MIN_BATCH tokens or more
+    multiplies host-held weights on the GPU after copying them over the host link; a smaller one
+    runs them on the CPU at the host's bandwidth (estimate/host.py)."""
+    host = stage.host
+    time = estimate_stage_step_time(model, mix, weights, stage.device, stage.calibration, layers=stage.layers, first=first,
+                                    last=last and not (host and host.head), tensor_parallel_size=stage.tensor_parallel_size,
+                                    load=load, experts_elsewhere=host.expert_layers if host else range(0))
+    if host is None:
+        return time
+    big = load.tokens >= OP_OFFLOAD_MIN_BATCH
+    held = range(max(stage.layers.start, host.expert_layers.start), min(stage.layers.stop, host.expert_layers.stop))
+    parts = [(host.layers, False, False)] if host.layers else []
+    parts += [(held, True, False)] if held else []
+    parts += [(range(0), False, True)] if host.head and last else []
+    host_s = upload_s = memory_s = compute_s = 0.0
+    for layers, experts_only, head in parts:
+        device, calibration = (stage.device, stage.calibration) if big else (host.device, host.calibration)
+        t = estimate_stage_step_time(model, mix, weights, device, calibration, layers=layers, first=False, last=head,
+                                     load=load, experts_only=experts_only)
+        up = t.weight_bytes / gb_s_to_bytes_s(host.upload_gb_s) if big else 0.0
+        host_s += up + t.total_s
+        upload_s, memory_s, compute_s = upload_s + up, memory_s + t.memory_s, compute_s + t.compute_s
+    bound = ("PCIe upload" if upload_s >= max(memory_s, compute_s) else "compute") if big else (
+        "host memory bandwidth" if memory_s >= compute_s else "host compute")
+    return replace(time, host_s=host_s, host_bound=bound)
 
 
 def estimate_replica_step(model: ModelSpec, mix: PrecisionMix, weights: WeightEstimate, stages: list[StagePlan],

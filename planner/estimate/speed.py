@@ -59,6 +59,8 @@ class StageTime:
     weight_bytes: float
     kv_bytes: float
     flops: float
+    host_s: float = 0.0  # work left to the machine's host (llama.cpp offload), after the device's own
+    host_bound: str = "host memory bandwidth"  # what limits that work: host memory bandwidth | host compute | PCIe upload
 
     @property
     def busy_s(self) -> float:
@@ -66,10 +68,12 @@ class StageTime:
 
     @property
     def total_s(self) -> float:
-        return self.overhead_s + self.busy_s
+        return self.overhead_s + self.busy_s + self.host_s
 
     @property
     def bound(self) -> str:
+        if self.host_s > self.busy_s:
+            return self.host_bound
         return "memory bandwidth" if self.memory_s >= self.compute_s else "compute"
 
 
@@ -206,10 +210,14 @@ def estimate_stage_step_time(
     last: bool,
     tensor_parallel_size: int = 1,
     load: StepLoad,
+    experts_only: bool = False,
+    experts_elsewhere: range = range(0),
 ) -> StageTime:
     """One forward pass of `load` on one rank of a stage holding `layers`: each layer costs the
     engine's per-layer launch overhead (more for an MoE layer), and the first stage also pays its
-    fixed per-step cost."""
+    fixed per-step cost. `experts_only`: only the routed experts of `layers` (what a host holding
+    them does, estimate/host.py); `experts_elsewhere`: layers whose routed experts another device
+    runs."""
     reads = _per_layer_reads(weights, model, mix, tensor_parallel_size)
     a, b = layers.start, layers.stop
     tokens = load.tokens
@@ -217,10 +225,14 @@ def estimate_stage_step_time(
     per_token = estimate_expert_fraction_touched(model, 1)
     dense_plain = reads.dense_plain[b] - reads.dense_plain[a] + (reads.head_plain if last else 0.0)
     dense_quant = reads.dense_quant[b] - reads.dense_quant[a] + (reads.head_quant if last else 0.0)
-    expert_bytes_plain = touched * (reads.expert_plain[b] - reads.expert_plain[a])
-    expert_bytes_quant = touched * (reads.expert_quant[b] - reads.expert_quant[a])
+    e0, e1 = max(a, experts_elsewhere.start), min(b, experts_elsewhere.stop)
+    gone = (lambda prefix: prefix[e1] - prefix[e0]) if e1 > e0 else (lambda prefix: 0.0)
+    expert_bytes_plain = touched * (reads.expert_plain[b] - reads.expert_plain[a] - gone(reads.expert_plain))
+    expert_bytes_quant = touched * (reads.expert_quant[b] - reads.expert_quant[a] - gone(reads.expert_quant))
     kv_sum, flops_sum = _attention_sums(weights, model, mix, tensor_parallel_size, load.context)
     kv = load.decode * (kv_sum[b] - kv_sum[a])
+    if experts_only:
+        dense_plain = dense_quant = kv = 0.0
     bandwidth = gb_s_to_bytes_s(device.memory_bandwidth_gb_s)
     plain_bw = bandwidth * calibration.plain_bandwidth_efficiency
     quant_bw = bandwidth * calibration.quantized_bandwidth_efficiency
@@ -238,26 +250,26 @@ def estimate_stage_step_time(
         efficiency = quantised_efficiency if family in QUANTISED_FAMILIES else calibration.compute_efficiency
         return f / (tflops_to_flops(estimate_matmul_tflops(device, family, speed_class)) * efficiency * share)
 
-    for format_id, prefix in reads.dense_params.items():
+    for format_id, prefix in ({} if experts_only else reads.dense_params).items():
         f = 2 * tokens * (prefix[b] - prefix[a] + (reads.head_params.get(format_id, 0.0) if last else 0.0))
         flops += f
         compute_s += product(format_id, f)
-    for format_id, prefix in reads.head_params.items():
+    for format_id, prefix in ({} if experts_only else reads.head_params).items():
         if last and format_id not in reads.dense_params:
             f = 2 * tokens * prefix
             flops += f
             compute_s += product(format_id, f)
     for format_id, prefix in reads.expert_params.items():
-        f = 2 * tokens * per_token * (prefix[b] - prefix[a])
+        f = 2 * tokens * per_token * (prefix[b] - prefix[a] - gone(prefix))
         flops += f
         compute_s += product(format_id, f, moe)  # grouped expert kernels reach a smaller share of the peak
-    attention = load.decode * (flops_sum[b] - flops_sum[a])
-    if load.prefill:
+    attention = 0.0 if experts_only else load.decode * (flops_sum[b] - flops_sum[a])
+    if load.prefill and not experts_only:
         _, prompt_flops = _attention_sums(weights, model, mix, tensor_parallel_size, max(1, load.prefill_position))
         attention += load.prefill * (prompt_flops[b] - prompt_flops[a])
     flops += attention
     compute_s += attention / (tflops_to_flops(device.bf16) * calibration.compute_efficiency)
-    overhead = (calibration.step_overhead_s if first else 0.0) + calibration.layer_overhead_s * len(layers)
+    overhead = (calibration.step_overhead_s if first and not experts_only else 0.0) + calibration.layer_overhead_s * len(layers)
     if model.moe is not None and calibration.moe_layer_overhead_s:
         overhead += calibration.moe_layer_overhead_s * sum(1 for i in layers if model.is_moe_layer(i))
     return StageTime(memory_s, compute_s, overhead, dense_plain + dense_quant + expert_bytes_plain + expert_bytes_quant, kv, flops)

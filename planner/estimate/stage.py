@@ -154,6 +154,15 @@ class StageSizer:
                                                        settings=settings, pipeline_stages=pipeline_stages)
         return self._layouts[key]
 
+    def layer_weight_bytes(self, layers: range, tp: int = 1) -> float:
+        """The weights of `layers` on one rank of a tp-way group."""
+        rank = self._rank(tp)
+        return rank.weights[layers.stop] - rank.weights[layers.start] if layers else 0.0
+
+    def embedding_bytes(self, tp: int = 1) -> float:
+        """The token embedding on one rank."""
+        return self._rank(tp).embedding
+
     def outer_weight_bytes(self, tp: int, *, first: bool, last: bool) -> float:
         """Embedding (first stage; the last too when tied) and head (last stage) bytes on one rank."""
         rank = self._rank(tp)

@@ -38,12 +38,25 @@ RPC_WARNING = ("ggml-rpc-server is a proof of concept upstream calls fragile and
                "network (tools/rpc/README.md). Keep these machines on a private network.")
 
 
-def tensor_split_weights(layers: list[int]) -> list[float]:
-    """--tensor-split weights giving device k exactly layers[k] layers, the last also the output slot."""
+def tensor_split_weights(layers: list[int], output: bool = True) -> list[float]:
+    """--tensor-split weights giving device k exactly layers[k] layers, the last also the output
+    slot (without `output`, the CPU runs the output layer: -ngl at most block_count)."""
     if len(layers) == 1:
         return [1.0]
-    weights = [layers[0] - 0.5, *layers[1:-1], layers[-1] + 1.5]
+    weights = [layers[0] - 0.5, *layers[1:-1], layers[-1] + (1.5 if output else 0.5)]
     return [float(w) for w in weights]
+
+
+def host_offload_line(offload) -> str:
+    """The runbook's words for what a replica keeps in host memory."""
+    parts = []
+    if offload.layers[1]:
+        parts.append(f"layers 0-{offload.layers[1] - 1} and the output layer run on the CPU (-ngl below all)")
+    if offload.expert_layers[1] > offload.layers[1]:
+        parts.append(f"the routed experts of layers {offload.layers[1]}-{offload.expert_layers[1] - 1} stay in RAM "
+                     f"(--n-cpu-moe {offload.expert_layers[1]})")
+    return (f"Host memory of {offload.node}: {'; '.join(parts)}; {offload.total_bytes / 1e9:,.1f} GB of "
+            f"{offload.capacity_bytes / 1e9:,.1f} GB.")
 
 
 def _device_name(device: DeviceOut, context: ExportContext) -> str:
@@ -108,9 +121,14 @@ def to_llamacpp(plan: ServePlan, context: ExportContext) -> Bundle:
         argv = ["llama-server", "-m", model_arg]
         if rpc_endpoints:
             argv += ["--rpc", ",".join(rpc_endpoints)]  # before --device, which resolves RPC names
-        split = ",".join(f"{w:g}" for w in tensor_split_weights(layers))
+        offload = replica.host_offload
+        on_gpu_output = not (offload and offload.holds_lm_head)
+        split = ",".join(f"{w:g}" for w in tensor_split_weights(layers, on_gpu_output))
         argv += ["--device", ",".join(names), "--split-mode", "layer", "--tensor-split", split,
-                 "--n-gpu-layers", str(sum(layers) + 1), "--fit", "off",
+                 "--n-gpu-layers", str(sum(layers) + (1 if on_gpu_output else 0)), "--fit", "off"]
+        if offload and offload.expert_layers[1] > offload.layers[1]:
+            argv += ["--n-cpu-moe", str(offload.expert_layers[1])]  # the routed experts of the first N layers stay in RAM
+        argv += [
                  "--ctx-size", str(llama_cpp_pool_tokens(replica)), "--parallel", str(e.max_sequences), "--kv-unified",
                  "--batch-size", str(max(2048, e.batch_tokens)), "--ubatch-size", str(e.batch_tokens),
                  "--cache-type-k", kv, "--cache-type-v", kv, "--flash-attn", "on", "--host", "0.0.0.0", "--port", str(api)]
@@ -119,7 +137,9 @@ def to_llamacpp(plan: ServePlan, context: ExportContext) -> Bundle:
                         (("CUDA_DEVICE_ORDER", "PCI_BUS_ID"),) if nvidia else ())
         files[f"replica-{replica.index}/{host.name}-server.sh"] = to_script(
             launch, placeholders=placeholders, header=[f"{launch.role} on {host.name}.", f"llama.cpp {plan.request.engine.version}.",
-                                                        f"Device order {','.join(names)} holds layers {layers} (+ output on the last)."])
+                                                        f"Device order {','.join(names)} holds layers {layers}"
+                                                        + (" (+ output on the last)." if on_gpu_output else ".")]
+                     + ([host_offload_line(offload)] if offload else []))
         launches.append(launch)
         endpoints.append((replica.index, f"{address_of(host)}:{api}"))
         lenders = sorted({d.node for d in devices if d.node != host.name})

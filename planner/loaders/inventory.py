@@ -164,10 +164,21 @@ def build_cluster(located: Located) -> Cluster:
                     ))
             host = int(entry.host_memory_gb * GB) if entry.host_memory_gb else None
             nodes.append(Node(name=name, devices=tuple(devices), interconnect=interconnect, host_memory_bytes=host,
+                              host_memory_bandwidth_gb_s=_host_bandwidth_gb_s(entry), host_cpu_cores=entry.host_cpu_cores,
                               address=address, ports=ports))
     _check_addresses(nodes, inventory, located)
     links = _build_links(inventory, [n for group in names for n in group], located)
     return Cluster(name=inventory.name, nodes=tuple(nodes), links=tuple(links), source=located.file)
+
+
+def _host_bandwidth_gb_s(entry: NodeEntry) -> float | None:
+    """Peak CPU-RAM bandwidth: as given, or channels x MT/s x 8 bytes (a 64-bit channel moves 8
+    bytes per transfer; JEDEC DDR4/DDR5)."""
+    if entry.host_memory_bandwidth_gb_s is not None:
+        return entry.host_memory_bandwidth_gb_s
+    if entry.host_memory_channels and entry.host_memory_mt_s:
+        return entry.host_memory_channels * entry.host_memory_mt_s * 8 / 1000
+    return None
 
 
 def _build_links(inventory: InventoryFile, node_names: list[str], located: Located) -> list[NetworkLink]:

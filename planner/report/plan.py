@@ -74,6 +74,7 @@ def to_plan_text(data: dict[str, Any]) -> str:
     lines.append("Launch: " + _launch(data["replicas"][0]["engine"], data["request"]["engine"]["id"]))
     notes = sorted({n for r in data["replicas"] for n in r["engine"]["notes"]})
     lines += [f"Note: {n}" for n in notes]
+    lines += [_host_line(r) for r in data["replicas"] if r.get("host_offload")][:6]
     lines.append("")
     rows = []
     replicas = data["replicas"]
@@ -104,6 +105,19 @@ LAUNCH_NAMES = {  # how each engine spells the settings a plan records
     "sglang": ("mem_fraction_static", "chunked_prefill_size", "max_running_requests", "page_size", "context_length"),
     "llama.cpp": (None, "ubatch", "slots", None, "ctx per slot"),
 }
+
+
+def _host_line(replica: dict) -> str:
+    """What a replica keeps in host memory, in words."""
+    h = replica["host_offload"]
+    parts = []
+    if h["layers"][1]:
+        parts.append(f"layers 0-{h['layers'][1] - 1} and the output layer run on its CPU ({h['cpu_cores']} cores)")
+    if h["expert_layers"][1] > h["layers"][1]:
+        parts.append(f"the routed experts of layers {h['layers'][1]}-{h['expert_layers'][1] - 1} stay in its RAM")
+    return (f"Host offload (replica {replica['index']}, {h['node']}): {' and '.join(parts)}; "
+            f"{to_gib(h['total_bytes']):,.1f}/{to_gib(h['capacity_bytes']):,.1f} GiB of host memory at "
+            f"{h['memory_bandwidth_gb_s']:,.1f} GB/s")
 
 
 def _launch(engine: dict[str, Any], engine_id: str) -> str:

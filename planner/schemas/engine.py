@@ -66,6 +66,8 @@ class EngineLayout(_Frozen):
     mixed_device_types: bool = Field(description="One replica may mix device models (llama.cpp over RPC, exo).")
     max_devices_per_replica: int | None = Field(None, ge=1, description="The most devices one replica may use.")
     embedding_on_host: bool = Field(False, description="The token embedding stays in host memory (llama.cpp).")
+    host_offload: bool = Field(False, description="Layers or routed experts may stay in the machine's RAM when the GPUs "
+                               "cannot hold them (llama.cpp -ngl, --n-cpu-moe).")
     replicas: Literal["separate", "data_parallel"] = Field(
         "separate", description="How replicas run: separate launches behind a router, or data-parallel ranks of one launch.")
     source: str = Field(min_length=8, description="Where these rules come from.")

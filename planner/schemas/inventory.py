@@ -96,9 +96,23 @@ class NodeEntry(MemoryOverrides):
         "Default: pcie-4, or unified for a single unified-memory device."
     )
     host_memory_gb: float | None = Field(None, ge=MIN_MEMORY_GB, le=MAX_MEMORY_GB, description="CPU RAM for offloaded states, GB.")
+    host_memory_bandwidth_gb_s: float | None = Field(None, gt=0, le=2000, description="Peak bandwidth of the CPU RAM, GB/s "
+                                                     "(channels x MT/s x 8 bytes); or give host_memory_channels and host_memory_mt_s.")
+    host_memory_channels: int | None = Field(None, ge=1, le=24, description="64-bit memory channels populated (2 on a desktop, 8-12 on a server socket).")
+    host_memory_mt_s: int | None = Field(None, ge=800, le=12800, description="Memory speed in MT/s (DDR5-5600: 5600).")
+    host_cpu_cores: int | None = Field(None, ge=1, le=1024, description="Physical CPU cores (what runs layers or experts kept in host memory).")
     address: str | list[str] | None = Field(None, description="Host name or IP the other nodes and ops reach this machine at "
                                             "(a list of `count` addresses for counted machines); exports use it.")
     ports: PortsEntry | None = Field(None, description="Ports its launches use (api, rendezvous, rpc).")
+
+    @model_validator(mode="after")
+    def _check_host_memory(self) -> "NodeEntry":
+        pair = (self.host_memory_channels is None, self.host_memory_mt_s is None)
+        if pair[0] != pair[1]:
+            raise ValueError("host_memory_channels and host_memory_mt_s go together (bandwidth = channels x MT/s x 8 bytes)")
+        if self.host_memory_bandwidth_gb_s is not None and not pair[0]:
+            raise ValueError("give host_memory_bandwidth_gb_s or host_memory_channels with host_memory_mt_s, not both")
+        return self
 
     @model_validator(mode="after")
     def _check_address(self) -> "NodeEntry":
@@ -172,6 +186,8 @@ class Node(_Resolved):
     devices: tuple[Device, ...]
     interconnect: LinkSpec
     host_memory_bytes: int | None = None
+    host_memory_bandwidth_gb_s: float | None = None
+    host_cpu_cores: int | None = None
     address: str | None = None
     ports: Ports = Ports()
 

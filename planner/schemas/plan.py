@@ -165,6 +165,21 @@ class EngineSettingsOut(_Out):
     notes: list[str] = Field(description="Settings changed from the engine's default, and why.")
 
 
+class HostOffloadOut(_Out):
+    """What a replica keeps in its machine's RAM (llama.cpp -ngl below all, --n-cpu-moe)."""
+
+    node: str = Field(description="The machine whose host memory holds it (the llama-server's).")
+    layers: tuple[int, int] = Field(description="[0, N): the layers the CPU runs, with their KV cache (empty: none).")
+    expert_layers: tuple[int, int] = Field(description="[0, M): layers whose routed experts stay in host memory, attention on the GPU (--n-cpu-moe M).")
+    holds_lm_head: bool = Field(description="The output layer runs on the CPU (llama.cpp puts it there whenever a layer runs there).")
+    weights_bytes: int = Field(ge=0, description="Weights in host memory: the token embedding, the CPU's layers and head, the experts kept there.")
+    kv_cache_bytes: int = Field(ge=0, description="KV cache of the CPU's layers for the replica's users at the full context.")
+    total_bytes: int = Field(ge=0, description="Sum of the parts above.")
+    capacity_bytes: int = Field(ge=0, description="Host memory less the operating system's 4 GB.")
+    memory_bandwidth_gb_s: float = Field(gt=0, description="The host memory's peak bandwidth (GB/s) the speed model reads it at.")
+    cpu_cores: int = Field(ge=1, description="CPU cores.")
+
+
 class ReplicaOut(_Out):
     """A full copy of the model serving some of the users: one launch of the engine."""
 
@@ -185,6 +200,7 @@ class ReplicaOut(_Out):
     max_users: int = Field(ge=0, description="Whole users at the requested context the replica could hold.")
     longest_sequence_tokens: int = Field(ge=0, description="The longest single request its cache holds, capped at the model's maximum context.")
     stages: list[StageOut] = Field(description="Pipeline stages in order.")
+    host_offload: HostOffloadOut | None = Field(None, description="What the machine's RAM holds (null: everything is on the devices).")
 
 
 class PerformanceOut(_Out):

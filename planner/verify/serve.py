@@ -16,8 +16,14 @@ from planner.estimate.activations import estimate_block_peak_elements
 from planner.estimate.attention import build_layer_attention
 from planner.estimate.engine_support import family_of
 from planner.estimate.engines import EngineMemory, EngineSettings, build_engine_memory
+from planner.estimate.host import (
+    HOST_CLASS,
+    build_host_machine,
+    check_host_figures,
+    estimate_pcie_gb_s,
+)
 from planner.estimate.parallelism import check_tensor_parallel_size
-from planner.estimate.performance import StagePlan
+from planner.estimate.performance import HostWork, StagePlan
 from planner.estimate.serving import ReplicaSpeed, Workload, estimate_replica_speed
 from planner.estimate.shards import estimate_shard_fraction, is_on_stage
 from planner.estimate.weights import WeightEstimate, estimate_weight_bytes
@@ -46,12 +52,19 @@ def settings_of(replica: ReplicaOut) -> EngineSettings:
 
 def estimate_device_need_bytes(model: ModelSpec, mix: PrecisionMix, weights: WeightEstimate, request: ServeRequest,
                                memory: EngineMemory, settings: EngineSettings, *, layers: range, first: bool, last: bool,
-                               tp: int, users: int, stages: int, embedding_on_host: bool = False) -> float:
+                               tp: int, users: int, stages: int, embedding_on_host: bool = False,
+                               host_experts: int = 0, head_on_host: bool = False) -> float:
     """What one device of a stage needs: weights summed tensor by tensor, the rest from the
-    engine's rules applied to the layers afresh."""
+    engine's rules applied to the layers afresh; without the routed experts of the first
+    `host_experts` layers and (with `head_on_host`) the output layer, which the host holds."""
     w = 0.0
     for item in weights.tensors:
         if not is_on_stage(item.tensor, model, layers, first=first, last=last):
+            continue
+        layer = item.tensor.layer
+        if layer is not None and layer < host_experts and item.tensor.component == "experts":
+            continue
+        if layer is None and head_on_host:
             continue
         if embedding_on_host and item.tensor.kind == "token_embd" and not (last and model.tie_word_embeddings):
             continue  # the engine keeps the input embedding in host memory
@@ -74,7 +87,9 @@ def _check_replica(replica: ReplicaOut, model: ModelSpec, mix: PrecisionMix, wei
                    embedding_on_host: bool, needs: dict[tuple, float]) -> tuple[list[str], list[tuple]]:
     problems: list[str] = []
     stages: list[tuple] = []
-    expected_start = 0
+    host = replica.host_offload
+    expected_start = host.layers[1] if host else 0
+    host_experts, head_on_host = (host.expert_layers[1], host.holds_lm_head) if host else (0, False)
     last_index = len(replica.stages) - 1
     settings = settings_of(replica)
     if replica.engine.max_sequences < replica.users:
@@ -103,14 +118,15 @@ def _check_replica(replica: ReplicaOut, model: ModelSpec, mix: PrecisionMix, wei
             problems.append(f"{where}: tensor-parallel ranks of different device types")
         if not known or end <= start or end > model.num_layers:
             continue
-        key = (known[0].spec, start, end, k == 0, k == last_index, t, replica.users, len(replica.stages), settings)
+        key = (known[0].spec, start, end, k == 0, k == last_index, t, replica.users, len(replica.stages), settings,
+               host_experts, head_on_host)
         if key not in needs:  # replicas repeat stages; the sum is a pure function of these
             padded = replace(settings, mxfp4_expert_factor=memory.settings(
                 known[0], request, model=model, tp=t, pp=len(replica.stages)).mxfp4_expert_factor)
             needs[key] = estimate_device_need_bytes(
                 model, mix, weights, request, memory, padded, layers=range(start, end), first=k == 0,
                 last=k == last_index, tp=t, users=replica.users, stages=len(replica.stages),
-                embedding_on_host=embedding_on_host)
+                embedding_on_host=embedding_on_host, host_experts=host_experts, head_on_host=head_on_host)
         need = needs[key]
         for device, out in zip(known, (d for d in stage.devices if d.id in devices)):
             capacity = memory.capacity_bytes(device, settings)
@@ -125,9 +141,64 @@ def _check_replica(replica: ReplicaOut, model: ModelSpec, mix: PrecisionMix, wei
     return problems, stages
 
 
+def check_host_offload(replica: ReplicaOut, model: ModelSpec, mix: PrecisionMix, weights: WeightEstimate,
+                       request: ServeRequest, memory: EngineMemory, cluster: Cluster, engine: EngineProfile) -> list[str]:
+    """A replica's host share recomputed tensor by tensor: the engine offloads, the host is the
+    server's machine, its layers, experts and head as llama.cpp places them, and its bytes
+    against the machine's RAM less the system's reserve and against the plan's figure."""
+    host = replica.host_offload
+    if host is None:
+        return []
+    where = f"replica {replica.index} host offload"
+    if not engine.layout.host_offload:
+        return [f"{where}: {engine.name} keeps every weight on its devices"]
+    node = next((n for n in cluster.nodes if n.name == host.node), None)
+    first = replica.stages[0].devices[0].node if replica.stages and replica.stages[0].devices else None
+    if node is None or host.node != first:
+        return [f"{where}: {host.node} is not the machine of the replica's first device"]
+    machine = build_host_machine(node)
+    if machine is None:
+        return [f"{where}: {check_host_figures(node)}"]
+    cpu, experts = host.layers[1], host.expert_layers[1]
+    problems = []
+    if host.layers[0] != 0 or host.expert_layers[0] != 0 or experts > model.num_layers or cpu >= model.num_layers:
+        problems.append(f"{where}: layers {host.layers} and experts {host.expert_layers} are not llama.cpp's first layers")
+    if host.holds_lm_head != (cpu > 0):
+        problems.append(f"{where}: llama.cpp runs the output layer on the CPU exactly when a layer runs there")
+    if experts and model.moe is None:
+        problems.append(f"{where}: {model.name} has no routed experts to keep in host memory")
+    w = 0.0
+    for item in weights.tensors:
+        layer, kind = item.tensor.layer, item.tensor.kind
+        if (layer is None and (kind == "token_embd" or cpu > 0)) or (layer is not None and (
+                layer < cpu or (layer < experts and item.tensor.component == "experts"))):
+            w += item.bytes
+    settings = settings_of(replica)
+    layout = memory.kv_layout(model, build_layer_attention(model, mix.kv_cache_dtype, 1), context=request.context,
+                              settings=settings, pipeline_stages=len(replica.stages))
+    kv = memory.kv_bytes(layout, 0, cpu, replica.users, settings) if cpu else 0.0
+    if w + kv > machine.capacity_bytes + TOLERANCE_BYTES:
+        problems.append(f"{host.node}'s host memory holds {to_gb(machine.capacity_bytes):,.1f} GB beside the system, "
+                        f"the offload needs {to_gb(w + kv):,.1f} GB")
+    if abs(host.total_bytes - (w + kv)) > max(TOLERANCE_BYTES * 4, REPORTED_TOLERANCE * (w + kv)):
+        problems.append(f"{where}: the plan says {host.total_bytes:,} bytes, recomputed {w + kv:,.0f}")
+    return problems
+
+
+def _host_work(replica: ReplicaOut, cluster: Cluster, calibrations: dict[str, SpeedCalibration], device: Device,
+               k: int, last: bool) -> HostWork | None:
+    host = replica.host_offload
+    node = next((n for n in cluster.nodes if host and n.name == host.node), None)
+    machine = build_host_machine(node) if node else None
+    if machine is None:
+        return None
+    return HostWork(machine.device, calibrations[HOST_CLASS], estimate_pcie_gb_s(device.spec),
+                    range(*host.layers) if k == 0 else range(0), range(*host.expert_layers), host.holds_lm_head and last)
+
+
 def _replica_speed(replica_stages: list[tuple], model: ModelSpec, mix: PrecisionMix, weights: WeightEstimate,
                    request: ServeRequest, replica: ReplicaOut, calibrations: dict[str, SpeedCalibration], topology: Topology,
-                   engine: EngineProfile, node_of: dict[str, str]) -> ReplicaSpeed:
+                   engine: EngineProfile, node_of: dict[str, str], cluster: Cluster) -> ReplicaSpeed:
     plans = []
     for k, (device, layers, t, head, second) in enumerate(replica_stages):
         tp_route = topology.route(head, second) if second else None
@@ -137,6 +208,7 @@ def _replica_speed(replica_stages: list[tuple], model: ModelSpec, mix: Precision
             tp_route.bandwidth_gb_s if tp_route else 0.0, tp_route.latency_us if tp_route else 0.0,
             nxt.bandwidth_gb_s if nxt else 0.0, nxt.latency_us if nxt else 0.0,
             nxt is not None and node_of[head] != node_of[replica_stages[k + 1][3]],
+            _host_work(replica, cluster, calibrations, device, k, k == len(replica_stages) - 1),
         ))
     workload = Workload(users=replica.users, prompt_tokens=request.prompt_tokens or 1, output_tokens=request.output_tokens or 1,
                         batch_tokens=replica.engine.batch_tokens)
@@ -184,8 +256,9 @@ def check_serve_plan(plan: ServePlan, model: ModelSpec, mix: PrecisionMix, clust
         problems += found
         if stages and len(stages) == len(replica.stages):
             speed = _replica_speed(stages, model, mix, weights, request, replica, calibrations, topology, engine,
-                                   {d.id: d.node for d in cluster.devices})
+                                   {d.id: d.node for d in cluster.devices}, cluster)
             problems += check_replica_speed(replica, speed, request)
+        problems += check_host_offload(replica, model, mix, weights, request, memory, cluster, engine)
     if users != request.users:
         problems.append(f"the replicas serve {users} users, {request.users} were asked for")
     if request.request_rate and plan.performance and plan.performance.requests_per_s < request.request_rate * 0.999:
