@@ -131,3 +131,19 @@ def test_plan_check_recomputes_the_host_share(tmp_path: Path) -> None:
     assert result.exit_code == 1, result.output
     assert "host offload: the plan says" in result.output
     assert "box/gpu0 needs" in result.output  # the GPU would now hold experts it has no room for
+
+
+def test_a_pinned_offload_is_planned_as_given_or_refused_with_the_reason(tmp_path: Path) -> None:
+    path = inventory(tmp_path)
+    pinned = plan(path, model="qwen3-30b-a3b", n_cpu_moe=48)  # llama.cpp --cpu-moe: every layer's experts
+    assert pinned.exit_code == 0 and pinned.plan.verification == []
+    assert pinned.plan.replicas[0].host_offload.expert_layers == (0, 48)
+    assert pinned.plan.request.n_cpu_moe == 48
+    too_much = plan(path, n_cpu_moe=94)  # all of Qwen3-235B's experts: 137.6 GB, more than 128 GB less the system
+    assert too_much.exit_code == 1
+    assert any("host memory of box holds" in line for line in too_much.plan.explanation)
+    runner = CliRunner()
+    dense = runner.invoke(main, ["deploy", "--inventory", path, "--model", "llama-3.1-8b", "--engine", "llama.cpp", "--n-cpu-moe", "4"])
+    assert dense.exit_code == 2 and "no routed experts" in dense.output
+    vllm = plan(path, model="qwen3-30b-a3b", weights="fp8", engine="vllm", n_cpu_moe=48)
+    assert vllm.exit_code == 1 and any("keeps every weight on its devices" in line for line in vllm.plan.explanation)

@@ -383,6 +383,15 @@ class RecipeBuilder:
         done = 0
         phase = "one device type per replica"
         try:
+            pinned_offload = self.request.n_cpu_moe is not None or self.request.cpu_layers is not None
+            if pinned_offload:
+                if not self.engine.layout.host_offload:
+                    out.rejections.append(Rejection("--n-cpu-moe / --cpu-layers", f"{self.engine.name} keeps every weight on its devices"))
+                    return out
+                for users in out.user_values:
+                    self._offload(out, users, seen)
+                out.recipes = without_dominated(out.recipes, self.request.objective, frozenset(classes_to_pack(out)))
+                return out
             if not self.stages_pinned and self.request.tensor_parallel_size is None:
                 baseline = self.memory_proportional_recipe(self.request.users)
                 if isinstance(baseline, Recipe):
@@ -426,7 +435,12 @@ class RecipeBuilder:
                     out.rejections.append(Rejection(label, why or "no device the engine runs"))
                 continue
             ordered = self._ordered(units)
-            found = find_least_offload(self.sizer, self.budgets, ordered, users)
+            pinned = (self.request.cpu_layers, self.request.n_cpu_moe)
+            if pinned != (None, None):
+                layers = pinned[0] or 0
+                found = (layers, max(pinned[1] or 0, layers)) if self.model.moe is not None else (layers, 0)
+            else:
+                found = find_least_offload(self.sizer, self.budgets, ordered, users)
             if isinstance(found, str):
                 if not found.startswith("the GPUs hold"):
                     out.rejections.append(Rejection(label, found))

@@ -206,8 +206,8 @@ def memory(ctx: click.Context, **params: Any) -> None:
      "embedding", "lm_head", "attention", "dense_mlp", "experts", "shared_experts", "users", "request_rate", "context", "prompt_tokens", "output_tokens", "prefill_chunk",
      "max_sequences", "min_tokens_per_s", "max_ttft", "objective", "gpu_memory_utilization", "kv_cache_memory_bytes", "block_size", "enforce_eager", "overhead", "runtime_reserve_gib", "time_limit", "mode", "global_batch_size", "micro_batch_size", "sequence_length",
      "optimizer", "recompute", "zero_stage", "offload", "lora_rank", "qlora", "fp32_training", "tensor_parallel_size",
-     "pipeline_parallel_size", "data_parallel_size", "layer_split", "output", "report", "pictures", "export", "out",
-     "model_path", "fmt")
+     "pipeline_parallel_size", "data_parallel_size", "layer_split", "n_cpu_moe", "cpu_layers", "output", "report", "pictures",
+     "export", "out", "model_path", "fmt")
 @click.pass_context
 def deploy(ctx: click.Context, **params: Any) -> int:
     """Choose devices and a split (replicas, pipeline stages, tensor parallelism) and predict speed."""

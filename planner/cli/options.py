@@ -168,6 +168,12 @@ OPTIONS: dict[str, Callable[[Callable[..., Any]], Callable[..., Any]]] = {
     "layer_split": click.option("--layer-split", "layer_split", metavar="N,N,...", default=None,
                                 help="Layers per pipeline stage, in order (vLLM's VLLM_PP_LAYER_PARTITION) [default: "
                                      "vLLM's even split in `plan memory`; chosen by `plan deploy`, which this pins]."),
+    "n_cpu_moe": click.option("--n-cpu-moe", "n_cpu_moe", type=_int(0, 4096), default=None,
+                              help="llama.cpp: keep the routed experts of the first N layers in host memory [default: "
+                                   "the least offload that fits, when the GPUs cannot hold the model]."),
+    "cpu_layers": click.option("--cpu-layers", "cpu_layers", type=_int(0, 4096), default=None,
+                               help="llama.cpp: run the first N layers (and the output layer) on the CPU, -ngl = the "
+                                    "rest [default: the least offload that fits]."),
     # output
     "add": click.option("--add", "add", multiple=True, metavar="DEVICES[@NODE]",
                         help="Devices to add (2xrtx-3090, h100-sxm@hgx-1): into machine NODE, or a new machine on the network."),

@@ -67,6 +67,8 @@ class TrainingArgs(PrecisionArgs):
     pipeline_parallel_size: int | None = Field(None, ge=1, le=4096)
     data_parallel_size: int | None = Field(None, ge=1, le=65536)
     layer_split: tuple[int, ...] | None = Field(None, min_length=1, max_length=4096)
+    n_cpu_moe: int | None = Field(None, ge=0, le=4096)
+    cpu_layers: int | None = Field(None, ge=0, le=4096)
 
     @field_validator("layer_split", mode="before")
     @classmethod

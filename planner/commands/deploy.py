@@ -121,8 +121,18 @@ def _pins(args: DeployArgs, model: ModelSpec) -> dict[str, Any]:
             raise InputError(problem, field=option)
     if args.layer_split and args.mode == "train":
         raise InputError("training stages follow the engine's own split; --layer-split applies to serving", field="--layer-split")
-    return {"tensor_parallel_size": args.tensor_parallel_size, "pipeline_parallel_size": args.pipeline_parallel_size,
+    for value, option in ((args.n_cpu_moe, "--n-cpu-moe"), (args.cpu_layers, "--cpu-layers")):
+        if value is not None and args.mode == "train":
+            raise InputError(f"{option} applies to serving with llama.cpp", field=option)
+        if value is not None and value > model.num_layers - (1 if option == "--cpu-layers" else 0):
+            raise InputError(f"{model.name} has {model.num_layers} layers; {option} {value} is more than it can offload", field=option)
+    if args.n_cpu_moe and model.moe is None:
+        raise InputError(f"{model.name} has no routed experts to keep in host memory", field="--n-cpu-moe")
+    pins = {"tensor_parallel_size": args.tensor_parallel_size, "pipeline_parallel_size": args.pipeline_parallel_size,
             "data_parallel_size": args.data_parallel_size, "layer_split": args.layer_split}
+    if args.mode != "train":
+        pins |= {"n_cpu_moe": args.n_cpu_moe, "cpu_layers": args.cpu_layers}
+    return pins
 
 
 def _check_prices(cluster: Cluster) -> None:

@@ -47,6 +47,8 @@ class ServeRequest(BaseModel):
     pipeline_parallel_size: int | None = Field(None, ge=1, le=4096, description="Pinned: every replica has this many stages (null: chosen).")
     data_parallel_size: int | None = Field(None, ge=1, le=65536, description="Pinned: this many replicas (null: chosen).")
     layer_split: tuple[int, ...] | None = Field(None, description="Pinned: layers per stage, in order (null: chosen).")
+    n_cpu_moe: int | None = Field(None, ge=0, le=4096, description="Pinned: the routed experts of the first N layers stay in host memory (llama.cpp --n-cpu-moe; null: the least offload that fits).")
+    cpu_layers: int | None = Field(None, ge=0, le=4096, description="Pinned: the first N layers and the output layer run on the CPU (llama.cpp -ngl = the rest; null: the least offload that fits).")
 
     @model_validator(mode="before")
     @classmethod
