@@ -147,3 +147,12 @@ def test_a_pinned_offload_is_planned_as_given_or_refused_with_the_reason(tmp_pat
     assert dense.exit_code == 2 and "no routed experts" in dense.output
     vllm = plan(path, model="qwen3-30b-a3b", weights="fp8", engine="vllm", n_cpu_moe=48)
     assert vllm.exit_code == 1 and any("keeps every weight on its devices" in line for line in vllm.plan.explanation)
+
+
+def test_a_mac_is_never_offloaded_to_its_own_memory(tmp_path: Path) -> None:
+    path = tmp_path / "mac.yaml"
+    path.write_text("name: mac\nnodes:\n  - name: mac\n    host_memory_gb: 64\n    host_memory_bandwidth_gb_s: 400\n"
+                    "    host_cpu_cores: 12\n    devices:\n      - type: m2-max-38c-64gb\n")
+    result = plan(str(path), model="llama-3.1-70b", weights="q8_0")
+    assert result.exit_code == 1 and not result.plan.replicas
+    assert not any("host offload" in line for line in result.plan.explanation)

@@ -163,10 +163,13 @@ def check_host_memory(placement: HostPlacement) -> str | None:
 
 
 def offload_machines(nodes: tuple[Node, ...]) -> list[tuple[Node, HostMachine | None, str | None]]:
-    """One machine of each kind (devices and host figures alike), with its host or why it has none."""
+    """One machine of each kind (devices and host figures alike), with its host or why it has none;
+    unified-memory machines have no separate host memory to offload to."""
     seen: set[tuple] = set()
     out = []
     for node in nodes:
+        if any(d.spec.unified_memory for d in node.devices):
+            continue  # a Mac or SoC: its GPU already works from the host's memory
         key = (tuple((d.spec.id, d.usable_bytes) for d in node.devices), node.host_memory_bytes,
                node.host_memory_bandwidth_gb_s, node.host_cpu_cores)
         if key in seen:
