@@ -156,3 +156,17 @@ def test_a_mac_is_never_offloaded_to_its_own_memory(tmp_path: Path) -> None:
     result = plan(str(path), model="llama-3.1-70b", weights="q8_0")
     assert result.exit_code == 1 and not result.plan.replicas
     assert not any("host offload" in line for line in result.plan.explanation)
+
+
+def test_a_tied_output_layer_on_the_cpu_is_counted_once(tmp_path: Path) -> None:
+    path = tmp_path / "tiny.yaml"
+    path.write_text("name: tiny\nnodes:\n  - name: tiny\n    host_memory_gb: 32\n    host_memory_bandwidth_gb_s: 50\n"
+                    "    host_cpu_cores: 8\n    devices:\n      - type: custom\n        name: small-gpu\n        memory_gib: 4\n"
+                    "        bandwidth_gb_s: 300\n        fp16_tflops: 20\n")
+    result = plan(str(path), model="llama-3.2-3b", weights="bf16", context=4096)  # tied embeddings
+    assert result.exit_code == 0 and result.plan.verification == []  # the verifier sums tensor by tensor
+    host = result.plan.replicas[0].host_offload
+    assert host.layers[1] > 0 and host.holds_lm_head
+    embedding = 128256 * 3072 * 2  # token_embd in bf16, which is also the output layer
+    layer = 2 * (2 * 3072 * 3072 + 2 * 3072 * 1024 + 3 * 3072 * 8192 + 2 * 3072)  # attention, MLP, two norms
+    assert host.weights_bytes == embedding + host.layers[1] * layer + 2 * 3072  # and the final norm

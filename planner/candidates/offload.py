@@ -103,7 +103,9 @@ def estimate_host_placement(sizer: StageSizer, machine: HostMachine, layers: int
     cpu = range(0, layers)
     weights = (sizer.embedding_bytes() if sizer.embedding_on_host else 0.0) + sizer.layer_weight_bytes(cpu)
     if layers:
-        weights += sizer.outer_weight_bytes(1, first=False, last=True)
+        weights += sizer.head_bytes()
+        if not sizer.embedding_on_host and sizer.model.tie_word_embeddings:
+            weights += sizer.embedding_bytes()
     weights += experts[max(expert_layers, layers)] - experts[layers]
     kv = sizer.kv_bytes(cpu, tp=1, users=users, settings=settings) if layers else 0.0
     return HostPlacement(machine, layers, expert_layers, layers > 0, weights, kv)

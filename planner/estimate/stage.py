@@ -159,6 +159,10 @@ class StageSizer:
         rank = self._rank(tp)
         return rank.weights[layers.stop] - rank.weights[layers.start] if layers else 0.0
 
+    def head_bytes(self, tp: int = 1) -> float:
+        """The final norm, lm_head and its bias on one rank (a tied head reuses the embedding)."""
+        return self._rank(tp).head
+
     def embedding_bytes(self, tp: int = 1) -> float:
         """The token embedding on one rank."""
         return self._rank(tp).embedding
