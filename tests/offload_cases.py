@@ -7,12 +7,12 @@ tests/benchmarks/calibrate_offload.py."""
 
 from __future__ import annotations
 
-import json
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+
+from tests.speed_cases import deploy_on
 
 DATA = Path(__file__).resolve().parent / "data" / "offload_measurements.yaml"
 ROWS: list[dict] = yaml.safe_load(DATA.read_text())["rows"]
@@ -47,11 +47,8 @@ def inventory_text(row: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plan_row(row: dict, calibration: dict | None = None) -> dict | str:
+def plan_row(row: dict) -> dict | str:
     """The plan for a row (plan JSON data), or why there is none."""
-    from planner.commands.args import DeployArgs
-    from planner.commands.deploy import run_deploy
-
     prompt = row["measured"].get("prompt_tokens", 512)
     args = {"model": row["model"], "weights": row["weights"], "engine": "llama.cpp", "users": 1,
             "prompt_tokens": prompt, "output_tokens": 128, "context": prompt + 128, "kv_cache": row.get("kv_cache", "fp16"),
@@ -61,14 +58,7 @@ def plan_row(row: dict, calibration: dict | None = None) -> dict | str:
         args["n_cpu_moe"] = offload["n_cpu_moe"]
     if "cpu_layers" in offload:
         args["cpu_layers"] = offload["cpu_layers"]
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "measured.yaml"
-        path.write_text(inventory_text(row))
-        result = run_deploy(DeployArgs(inventory=str(path), explicit=frozenset(args), **args))
-    data = json.loads(json.dumps(result.data))
-    if not data.get("replicas"):
-        return "; ".join(data.get("explanation", [])[:2]) or "no plan"
-    return data
+    return deploy_on(inventory_text(row), args)
 
 
 def compare_row(row: dict) -> list[OffloadComparison] | str:

@@ -75,16 +75,16 @@ def deploy_args(row: dict, inventory: Path) -> dict:
     return args
 
 
-def plan_row(row: dict) -> dict | str:
-    """The plan for a row (as plan JSON data), or why there is none."""
+def deploy_on(inventory: str, args: dict) -> dict | str:
+    """`plan deploy` with `args` on an inventory given as text: the plan (JSON data), or why there is none."""
     from planner.commands.args import DeployArgs
     from planner.commands.deploy import run_deploy
     from planner.errors import PlannerError
 
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "measured.yaml"
-        path.write_text(inventory_text(row))
-        args = deploy_args(row, path)
+        path.write_text(inventory)
+        args = {**args, "inventory": str(path)}
         try:
             result = run_deploy(DeployArgs(explicit=frozenset(args), **args))
         except PlannerError as exc:
@@ -93,6 +93,11 @@ def plan_row(row: dict) -> dict | str:
     if not data.get("replicas"):
         return "; ".join(data.get("explanation", [])[:2]) or "no plan"
     return data
+
+
+def plan_row(row: dict) -> dict | str:
+    """The plan for a row (as plan JSON data), or why there is none."""
+    return deploy_on(inventory_text(row), deploy_args(row, Path("measured.yaml")))
 
 
 def compare_row(row: dict) -> list[Comparison] | str:

@@ -83,7 +83,11 @@ class HostSizer:
 
 
 def build_expert_prefix(sizer: StageSizer) -> list[float]:
-    """Prefix sums over layers of the routed experts' bytes (one device holds them whole)."""
+    """Prefix sums over layers of the routed experts' bytes (one device holds them whole), computed
+    once per sizer."""
+    memo = sizer.__dict__.get("_expert_prefix")
+    if memo is not None:
+        return memo
     per_layer = [0.0] * sizer.model.num_layers
     for item in sizer.weights.tensors:
         if item.tensor.layer is not None and item.tensor.component == "experts":
@@ -91,6 +95,7 @@ def build_expert_prefix(sizer: StageSizer) -> list[float]:
     out = [0.0]
     for value in per_layer:
         out.append(out[-1] + value)
+    sizer.__dict__["_expert_prefix"] = out
     return out
 
 
